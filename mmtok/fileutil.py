@@ -1,0 +1,51 @@
+"""Small file helpers shared by the io modules: atomic writes and path checks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from mmtok.errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+
+    The temporary file keeps ``path``'s suffix (or ``suffix``) so libraries that pick the
+    format from the extension still work. On any exception the temporary file is removed and
+    nothing is left at ``path``.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"output path {str(path)!r}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"output path {str(path)!r}: directory {str(parent)!r} is not writable")
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp{suffix or path.suffix}", dir=parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def require_file(path: str | os.PathLike, what: str = "input file") -> Path:
+    """Return ``path`` as a Path, raising InputError if it is missing, a folder or empty."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} {str(p)!r} does not exist")
+    if not p.is_file():
+        raise InputError(f"{what} {str(p)!r} is not a regular file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{what} {str(p)!r} is empty (0 bytes)")
+    return p

@@ -1,0 +1,31 @@
+"""IdentityQuantizer: passes latents through, to test encoders and decoders without codes.
+
+Legend: B batch, N vectors, D dim. It has no codes: ids are ``[B, N, 0]`` and
+``decode_ids`` refuses, so a tokenizer built with it can train and reconstruct, not tokenize.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from mmtok.errors import InputError
+from mmtok.quantization.base import Quantizer, QuantizerOutput, check_latents
+
+
+class IdentityQuantizer(Quantizer):
+    """``quantized = x``, zero loss, no ids. Args: dim: D, the feature size."""
+
+    codebook_size = 0
+    num_codebooks = 0
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor, n_q: int | None = None) -> QuantizerOutput:
+        check_latents(x, self.dim)
+        ids = x.new_zeros((*x.shape[:-1], 0)).long()
+        return QuantizerOutput(x, ids, x.new_zeros(()), {})
+
+    def decode_ids(self, ids: Tensor) -> Tensor:
+        raise InputError("ids: an IdentityQuantizer has no codes to decode")
