@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from mmtok.configurable import Configurable
 from mmtok.errors import InputError
 
 
@@ -60,7 +61,7 @@ def check_ids(ids: Tensor, num_streams: int, codebook_size: int, name: str = "id
         )
 
 
-class Quantizer(nn.Module):
+class Quantizer(Configurable, nn.Module):
     """Base class: maps ``[B, N, D]`` latents to codes and back.
 
     Subclasses set ``dim`` (D), ``codebook_size`` (K) and ``num_codebooks`` (Q), and implement

@@ -1,0 +1,31 @@
+"""Bundled presets: name -> folder under ``mmtok/assets/`` + the sha256 of its weights.
+
+Presets are trained by the recipes in ``recipes/`` (commands and held-out quality in
+``recipes/README.md``) and shipped small (<= 5 MB each). Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@dataclass(frozen=True)
+class Preset:
+    modality: str
+    description: str
+    sha256: str
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def preset_dir(name: str) -> Path:
+    return ASSETS / name
+
+
+def list_presets() -> list[str]:
+    """Names of the bundled presets whose files are present."""
+    return sorted(n for n in PRESETS if (preset_dir(n) / "config.json").is_file())
