@@ -10,6 +10,7 @@ injection (a tokenizer holding an encoder, a quantizer, a decoder) serialises to
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 from typing import Any
 
@@ -17,6 +18,22 @@ from mmtok.errors import ConfigError
 
 _REGISTRY: dict[str, type] = {}
 _JSON_SCALARS = (str, int, float, bool, type(None))
+# modules whose classes a saved config may name; imported on first need
+MODEL_MODULES = (
+    "mmtok.quantization",
+    "mmtok.image.tokenizer",
+    "mmtok.audio.tokenizer",
+    "mmtok.video.tokenizer",
+)
+
+
+def _import_model_modules() -> None:
+    for name in MODEL_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # a real missing dependency, not a modality not built yet
+                raise
 
 
 class Configurable:
@@ -73,6 +90,8 @@ def build(spec: dict[str, Any]) -> Any:
     if not _is_spec(spec):
         raise ConfigError(f"expected a {{'class', 'args'}} spec, got {spec!r:.200}")
     name = spec["class"]
+    if name not in _REGISTRY:
+        _import_model_modules()
     cls = _REGISTRY.get(name)
     if cls is None:
         raise ConfigError(f"unknown class {name!r} in config (known: {sorted(_REGISTRY)})")

@@ -133,7 +133,7 @@ class Tokenizer(Configurable, nn.Module):
         return self._crop(self.decoder(z), size)
 
     def forward(self, x: Tensor, n_q: int | None = None) -> TokenizerOutput:
-        """Training path: ``x`` ``[B, C, *S]`` -> reconstruction ``[B, C, *S]`` + quantizer output."""
+        """Training path: ``x`` ``[B, C, *S]`` -> reconstruction (same shape) + quantizer output."""
         self.check_input(x)
         out, grid = self._quantize(x, n_q)
         return TokenizerOutput(self._decode_latents(out.quantized, grid, x.shape[2:]), out)
@@ -184,5 +184,7 @@ class Tokenizer(Configurable, nn.Module):
 
         model = load_pretrained(path_or_preset)
         if not isinstance(model, cls):
-            raise InputError(f"{path_or_preset}: holds a {type(model).__name__}, not a {cls.__name__}")
+            raise InputError(
+                f"{path_or_preset}: holds a {type(model).__name__}, not a {cls.__name__}"
+            )
         return model

@@ -175,8 +175,10 @@ def test_kmeans_init_fits_clusters():
         torch.testing.assert_close(e[k], x[0][ids == k].mean(0), atol=1e-3, rtol=1e-4)
     sampled = VectorQuantizer(4, 8, init="data")
     sampled.codebook.kmeans_init_(x[0])
+
     def sse(codes):
         return torch.cdist(x[0], codes).min(1).values.square().sum()
+
     assert sse(e) <= sse(sampled.codebook.embed)
 
 

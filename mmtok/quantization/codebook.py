@@ -142,7 +142,9 @@ class Codebook(StepRng):
         self.register_buffer("cluster_size", torch.ones(codebook_size))
         data_init = init in ("kmeans", "data")
         self.register_buffer("initialized", torch.tensor(not data_init))
-        self.register_buffer("usage", torch.zeros(codebook_size, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "usage", torch.zeros(codebook_size, dtype=torch.long), persistent=False
+        )
         self._host_initialized: bool | None = not data_init
 
     def _load_from_state_dict(self, *args, **kw) -> None:  # noqa: ANN002, ANN003 (torch hook)

@@ -97,7 +97,9 @@ class ResidualVQ(Quantizer):
             metrics.update({f"{k}_q{i}": v for k, v in stage_metrics.items()})
         host = to_host(metrics)
         for name in ("perplexity", "used_codes", "dead_codes"):
-            host[name] = sum(host[f"{name}_q{i}"] for i in range(n)) / (n if name != "dead_codes" else 1)
+            host[name] = sum(host[f"{name}_q{i}"] for i in range(n)) / (
+                n if name != "dead_codes" else 1
+            )
         host["active_stages"] = float(n)
         return QuantizerOutput(out.to(x.dtype), torch.stack(ids, dim=-1), loss, host)
 

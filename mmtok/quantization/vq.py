@@ -96,7 +96,7 @@ class VectorQuantizer(Quantizer):
         return out, ids.reshape(x.shape[:-1]), loss, metrics
 
     def forward(self, x: Tensor, n_q: int | None = None) -> QuantizerOutput:
-        """``x`` ``[B, N, D]`` float -> quantized ``[B, N, D]``, ids ``[B, N, 1]`` int64 in [0, K)."""
+        """``x`` ``[B, N, D]`` float -> quantized ``[B, N, D]``, ids ``[B, N, 1]`` int64 < K."""
         check_latents(x, self.dim)
         if n_q not in (None, 1):
             raise InputError(f"n_q: a VectorQuantizer has 1 code stream, got n_q={n_q}")

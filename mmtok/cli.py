@@ -1,0 +1,122 @@
+"""``mmtok`` command line: encode, decode, info, train, prep, demo.
+
+Every MmtokError becomes one line on stderr and exit code 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mmtok.errors import InputError, MmtokError
+
+
+def _load(name: str):  # noqa: ANN202 (Tokenizer; import kept lazy for a fast --help)
+    from mmtok.checkpoint import load_pretrained
+
+    return load_pretrained(name)
+
+
+def _default_preset(modality: str) -> str:
+    from mmtok.presets import PRESETS, list_presets
+
+    for name in list_presets():
+        if PRESETS[name].modality == modality:
+            return name
+    raise InputError(f"no bundled preset for {modality}; pass --preset NAME_OR_CHECKPOINT_DIR")
+
+
+def _out_path(src: Path, out: Path, many: bool, suffix: str) -> Path:
+    """One input and ``out`` with a suffix: that file; otherwise a folder of ``stem+suffix``."""
+    if not many and out.suffix and not out.is_dir():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    return out / (src.name.split(".")[0] + suffix)
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    from mmtok.media import detect_modality, read_media
+
+    models: dict[str, object] = {}
+    many = len(args.files) > 1
+    for f in tqdm(args.files, desc="encode", unit="file", disable=not many):
+        modality = detect_modality(f)
+        name = args.preset or _default_preset(modality)
+        tok = models.setdefault(name, _load(name))
+        if tok.modality != modality:
+            raise InputError(f"{f!r} is {modality}, but {name!r} is a {tok.modality} tokenizer")
+        tokens = tok.encode(read_media(f, tok), n_q=args.n_q)
+        dest = _out_path(Path(f), Path(args.output), many, ".tokens.safetensors")
+        tokens.save(dest)
+        print(f"{f} -> {dest}  grid {list(tokens.grid)} x {tokens.num_codebooks} codes")
+
+
+def cmd_decode(args: argparse.Namespace) -> None:
+    from mmtok.media import OUTPUT_SUFFIX, write_media
+    from mmtok.tokens import Tokens
+
+    many = len(args.files) > 1
+    for f in tqdm(args.files, desc="decode", unit="file", disable=not many):
+        tokens = Tokens.load(f)
+        name = args.preset or tokens.tokenizer_name
+        if not name:
+            raise InputError(f"{f!r} does not name its tokenizer; pass --preset")
+        tok = _load(name)
+        dest = _out_path(Path(f), Path(args.output), many, OUTPUT_SUFFIX[tok.modality])
+        write_media(dest, tok.decode(tokens), tok)
+        print(f"{f} -> {dest}")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from mmtok.info import describe
+
+    print(describe(_load(args.name)))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mmtok.train.__main__ import main as train_main
+
+    return train_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmtok", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("encode", help="media files -> token files (.tokens.safetensors)")
+    e.add_argument("files", nargs="+")
+    e.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    e.add_argument("--preset", help="preset name or checkpoint folder (default: per modality)")
+    e.add_argument("--n-q", type=int, default=None, help="code streams to keep (residual VQ)")
+    e.set_defaults(func=cmd_encode)
+    d = sub.add_parser("decode", help="token files -> media files")
+    d.add_argument("files", nargs="+")
+    d.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    d.add_argument("--preset", help="override the tokenizer recorded in the token file")
+    d.set_defaults(func=cmd_decode)
+    i = sub.add_parser("info", help="describe a preset or checkpoint folder")
+    i.add_argument("name")
+    i.set_defaults(func=cmd_info)
+    t = sub.add_parser("train", help="train a tokenizer from a recipe", add_help=False)
+    t.add_argument("rest", nargs=argparse.REMAINDER)
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except MmtokError as e:
+        print(f"mmtok {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmtok: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
