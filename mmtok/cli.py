@@ -82,6 +82,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train_main(args.rest)
 
 
+def cmd_prep(args: argparse.Namespace) -> None:
+    from mmtok.data.prep import PrepJob, run_prep
+
+    tokenizers = {m: getattr(args, f"{m}_tokenizer") for m in ("image", "audio", "video")}
+    job = PrepJob(args.inputs, args.output, {m: t for m, t in tokenizers.items() if t},
+                  args.format, args.shard_size, args.workers, args.batch_size)  # fmt: skip
+    meta = run_prep(job)
+    print(
+        f"files {meta['files']}  failures {meta['failures']}  tokens {meta['tokens']}  "
+        f"vocab {meta['vocab_size']}  shards {meta['shards']}  -> {args.output}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmtok", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -99,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a preset or checkpoint folder")
     i.add_argument("name")
     i.set_defaults(func=cmd_info)
+    pr = sub.add_parser("prep", help="media folders / manifests -> token shards")
+    pr.add_argument("inputs", nargs="+", help="folders and/or .jsonl manifests")
+    pr.add_argument("-o", "--output", required=True, help="output folder")
+    for m in ("image", "audio", "video"):
+        pr.add_argument(f"--{m}-tokenizer", help=f"preset or checkpoint for {m} files")
+    pr.add_argument("--format", default="parquet", choices=["parquet", "webdataset"])
+    pr.add_argument("--shard-size", type=int, default=256, help="items per shard")
+    pr.add_argument("--workers", type=int, default=2, help="media decoding processes")
+    pr.add_argument("--batch-size", type=int, default=8, help="same-shape items per encode")
+    pr.set_defaults(func=cmd_prep)
     t = sub.add_parser("train", help="train a tokenizer from a recipe", add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER)
     t.set_defaults(func=cmd_train)

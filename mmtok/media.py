@@ -8,6 +8,7 @@ one: image ``[1, 3, H, W]``, audio ``[1, C, T]`` at the tokenizer's sample rate,
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import Tensor
@@ -33,23 +34,55 @@ def detect_modality(path: str | os.PathLike) -> str:
                      f"(known: {' '.join(known)})")  # fmt: skip
 
 
-def read_media(path: str | os.PathLike, tokenizer: object) -> Tensor:
-    """Read ``path`` as the input of ``tokenizer`` (its modality, sample rate, channels)."""
-    modality = getattr(tokenizer, "modality", "")
-    if modality == "image":
+@dataclass(frozen=True)
+class MediaSpec:
+    """What a tokenizer needs from a file (picklable, for decoding in worker processes)."""
+
+    modality: str
+    sample_rate: int | None = None
+    channels: int = 3
+    fps: float | None = None
+
+    @classmethod
+    def of(cls, tokenizer: object) -> MediaSpec:
+        return cls(
+            getattr(tokenizer, "modality", ""),
+            getattr(tokenizer, "sample_rate", None),
+            getattr(tokenizer, "channels", 3),
+            getattr(tokenizer, "fps", None),
+        )
+
+
+def read_spec(path: str | os.PathLike, spec: MediaSpec) -> Tensor:
+    """Read ``path`` for ``spec``: a batch of one (see the module docstring)."""
+    if spec.modality == "image":
         from mmtok.image.io import load_image
 
         return load_image(path).unsqueeze(0)
-    if modality == "audio":
+    if spec.modality == "audio":
         from mmtok.audio.io import load_audio
 
-        channels = "mono" if tokenizer.channels == 1 else tokenizer.channels
-        return load_audio(path, tokenizer.sample_rate, channels=channels).samples.unsqueeze(0)
-    if modality == "video":
+        channels = "mono" if spec.channels == 1 else spec.channels
+        return load_audio(path, spec.sample_rate, channels=channels).samples.unsqueeze(0)
+    if spec.modality == "video":
         from mmtok.video.io import load_video
 
-        return load_video(path, fps=tokenizer.fps).unsqueeze(0)
-    raise InputError(f"{str(path)!r}: no reader for modality {modality!r}")
+        return load_video(path, fps=spec.fps).unsqueeze(0)
+    raise InputError(f"{str(path)!r}: no reader for modality {spec.modality!r}")
+
+
+def read_media(path: str | os.PathLike, tokenizer: object) -> Tensor:
+    """Read ``path`` as the input of ``tokenizer`` (its modality, sample rate, channels)."""
+    return read_spec(path, MediaSpec.of(tokenizer))
+
+
+def duration_s(x: Tensor, spec: MediaSpec) -> float | None:
+    """Seconds of media in a batch-of-one input (None for images)."""
+    if spec.modality == "audio" and spec.sample_rate:
+        return x.shape[-1] / spec.sample_rate
+    if spec.modality == "video" and spec.fps:
+        return x.shape[2] / spec.fps
+    return None
 
 
 def write_media(path: str | os.PathLike, x: Tensor, tokenizer: object) -> None:

@@ -1,0 +1,246 @@
+"""``mmtok prep``: media folders / manifests -> one token vocabulary + shards.
+
+Items are sorted by key and cut into shards of ``shard_size`` items, so the plan is the same
+on every run. Media is decoded in worker processes (``workers``) while the main process
+encodes; each shard is written to a temp file and renamed, after its failure and stats
+sidecars, so a restart skips finished shards and neither duplicates nor loses an item. Bad
+files go to ``failures.jsonl`` with the reason and the job goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mmtok.data.manifest import Item, collect
+from mmtok.data.shards import FORMATS, WRITERS, shard_path
+from mmtok.data.vocab import Vocabulary
+from mmtok.errors import InputError, MmtokError
+from mmtok.fileutil import atomic_path
+from mmtok.media import MediaSpec, duration_s, read_spec
+
+DEFAULT_TOKENIZERS: dict[str, str] = {}  # modality -> preset; filled from presets at run time
+
+
+@dataclass
+class PrepJob:
+    """One prep run. tokenizers: modality -> preset name or checkpoint folder."""
+
+    inputs: list[str]
+    out_dir: str
+    tokenizers: dict[str, str] = field(default_factory=dict)
+    fmt: str = "parquet"
+    shard_size: int = 256
+    workers: int = 2
+    batch_size: int = 8
+
+
+@dataclass
+class Encoder:
+    """The tokenizer levels of one modality and the vocabulary ranges they map to."""
+
+    name: str
+    levels: list  # list[Tokenizer], coarse to fine as the wrapper orders them
+    spec: MediaSpec
+
+
+def _load_encoders(job: PrepJob, modalities: set[str]) -> dict[str, Encoder]:
+    from mmtok.checkpoint import load_pretrained
+    from mmtok.presets import PRESETS, list_presets
+
+    out = {}
+    for modality in sorted(modalities):
+        name = job.tokenizers.get(modality) or next(
+            (n for n in list_presets() if PRESETS[n].modality == modality), None)  # fmt: skip
+        if name is None:
+            raise InputError(f"no tokenizer for {modality} inputs: pass --{modality}-tokenizer")
+        model = load_pretrained(name)
+        levels = list(getattr(model, "levels", [model]))
+        out[modality] = Encoder(name, levels, MediaSpec.of(levels[0]))
+    return out
+
+
+def _vocabulary(encoders: dict[str, Encoder]) -> Vocabulary:
+    return Vocabulary.build([
+        (m, e.name, t.fingerprint(), i, t.codebook_size, t.num_codebooks)
+        for m, e in encoders.items() for i, t in enumerate(e.levels)
+    ])  # fmt: skip
+
+
+def _decode(task: tuple[Item, MediaSpec]) -> tuple[Item, np.ndarray | None, str | None]:
+    """Worker: read one file; never raises (the reason goes to failures.jsonl)."""
+    item, spec = task
+    try:
+        if item.modality != spec.modality:
+            raise InputError(f"{item.path!r}: modality {item.modality} but tokenizer is "
+                             f"{spec.modality}")  # fmt: skip
+        return item, read_spec(item.path, spec).numpy(), None
+    except MmtokError as e:
+        return item, None, str(e)
+    except Exception as e:  # noqa: BLE001 (a decoder bug must not kill a batch job)
+        return item, None, f"{item.path!r}: {type(e).__name__}: {e}"
+
+
+def _decoded(tasks: list, workers: int) -> Iterator:
+    if workers <= 0:
+        yield from map(_decode, tasks)
+        return
+    with mp.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_decode, tasks, chunksize=1)
+
+
+def _plan_digest(job: PrepJob, items: list[Item], vocab: Vocabulary) -> str:
+    plan = {"items": [asdict(i) for i in items], "shard_size": job.shard_size, "fmt": job.fmt,
+            "vocab": vocab.to_json()}  # fmt: skip
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+
+
+def _check_plan(out: Path, digest: str) -> None:
+    plan = out / ".state" / "plan.sha256"
+    if plan.exists() and plan.read_text() != digest:
+        raise InputError(f"output folder {str(out)!r} holds a different prep job (other inputs, "
+                         "tokenizers or shard size); use a new folder")  # fmt: skip
+    plan.parent.mkdir(parents=True, exist_ok=True)
+    plan.write_text(digest)
+
+
+def _write_shard(out: Path, index: int, job: PrepJob, rows: list, failures: list,
+                 vocab: Vocabulary) -> None:  # fmt: skip
+    state = out / ".state"
+    stats = {"files": len(rows), "failures": len(failures), "tokens": {}, "seconds": {}}
+    for r in rows:
+        m = r["modality"]
+        stats["tokens"][m] = stats["tokens"].get(m, 0) + r["num_tokens"]
+        stats["seconds"][m] = stats["seconds"].get(m, 0.0) + (r["duration_s"] or 0.0)
+    for name, payload in ((f"shard-{index:05d}.failures.jsonl",
+                           "".join(json.dumps(f) + "\n" for f in failures)),
+                          (f"shard-{index:05d}.stats.json", json.dumps(stats))):  # fmt: skip
+        with atomic_path(state / name) as tmp:
+            tmp.write_text(payload)
+    WRITERS[job.fmt](shard_path(out, index, job.fmt), rows, vocab.dtype())
+
+
+def _batches(decoded: Iterator, encoders: dict[str, Encoder], batch: int) -> Iterator:
+    """Group consecutive same-modality, same-shape inputs so the model encodes in batches."""
+    group: list = []
+    for item, x, err in decoded:
+        if err is not None:
+            yield [], (item, err)
+            continue
+        if group and (group[0][0].modality != item.modality or group[0][1].shape != x.shape
+                      or len(group) == batch):  # fmt: skip
+            yield group, None
+            group = []
+        group.append((item, x))
+    if group:
+        yield group, None
+
+
+def _encode_group(group: list, encoders: dict[str, Encoder], vocab: Vocabulary) -> list[dict]:
+    """Rows for a same-shape group; one batched encode per level (batch-invariant ids)."""
+    enc = encoders[group[0][0].modality]
+    xs = torch.from_numpy(np.concatenate([x for _, x in group]))
+    per_level = [tok.encode(xs) for tok in enc.levels]
+    rows = []
+    for i, (item, x) in enumerate(group):
+        rows.append(_row_from_tokens(item, torch.from_numpy(x), enc, vocab,
+                                     [t.flatten()[i] for t in per_level],
+                                     [t.grid for t in per_level]))  # fmt: skip
+    return rows
+
+
+def _row_from_tokens(item: Item, x: torch.Tensor, enc: Encoder, vocab: Vocabulary,
+                     flats: list, grids: list) -> dict:  # fmt: skip
+    sp = vocab.specials
+    parts = [np.array([sp[f"<{item.modality}>"]])]
+    for level, (tok, flat) in enumerate(zip(enc.levels, flats, strict=True)):
+        parts.append(flat.numpy() + vocab.range_of(tok.fingerprint(), level).offset)
+    parts.append(np.array([sp[f"</{item.modality}>"]]))
+    tokens = np.concatenate(parts).astype(vocab.dtype())
+    return {
+        "key": item.key, "source": item.path, "modality": item.modality,
+        "tokenizer": enc.name, "grid": [g for grid in grids for g in grid],
+        "input_size": list(x.shape[2:]), "duration_s": duration_s(x, enc.spec),
+        "num_tokens": int(tokens.size), "tokens": tokens,
+    }  # fmt: skip
+
+
+def _finish(out: Path, n_shards: int, vocab: Vocabulary, elapsed: float) -> dict:
+    state = out / ".state"
+    meta = {"files": 0, "failures": 0, "tokens": {}, "seconds": {}, "shards": n_shards}
+    failures = []
+    for i in range(n_shards):
+        stats = json.loads((state / f"shard-{i:05d}.stats.json").read_text())
+        meta["files"] += stats["files"]
+        meta["failures"] += stats["failures"]
+        for k in ("tokens", "seconds"):
+            for m, v in stats[k].items():
+                meta[k][m] = meta[k].get(m, 0) + v
+        failures.append((state / f"shard-{i:05d}.failures.jsonl").read_text())
+    meta["vocab_size"], meta["elapsed_s"] = vocab.size, round(elapsed, 3)
+    with atomic_path(out / "failures.jsonl") as tmp:
+        tmp.write_text("".join(failures))
+    with atomic_path(out / "meta.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def run_prep(job: PrepJob) -> dict:
+    """Run (or resume) a prep job; returns the totals written to meta.json."""
+    if job.fmt not in FORMATS:
+        raise InputError(f"format must be one of {sorted(FORMATS)}, got {job.fmt!r}")
+    if job.shard_size < 1:
+        raise InputError(f"shard_size must be >= 1, got {job.shard_size}")
+    start = time.perf_counter()
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    items = collect(job.inputs)
+    if not items:
+        raise InputError(f"no media found in {job.inputs}")
+    encoders = _load_encoders(job, {it.modality for it in items})
+    vocab = _vocabulary(encoders)
+    _check_plan(out, _plan_digest(job, items, vocab))
+    vocab.save(out / "vocab.json")
+    shards = [items[i : i + job.shard_size] for i in range(0, len(items), job.shard_size)]
+    pending = [i for i in range(len(shards)) if not shard_path(out, i, job.fmt).exists()]
+    todo = [(it, encoders[it.modality].spec) for i in pending for it in shards[i]]
+    _encode_pending(out, job, shards, pending, todo, encoders, vocab)
+    return _finish(out, len(shards), vocab, time.perf_counter() - start)
+
+
+def _encode_pending(out: Path, job: PrepJob, shards: list, pending: list, todo: list,
+                    encoders: dict[str, Encoder], vocab: Vocabulary) -> None:  # fmt: skip
+    owner = {it.key: i for i in pending for it in shards[i]}
+    left = {i: len(shards[i]) for i in pending}
+    rows: dict[int, list] = {i: [] for i in pending}
+    fails: dict[int, list] = {i: [] for i in pending}
+    n_tokens, t0 = 0, time.perf_counter()
+    bar = tqdm(total=len(todo), desc="prep", unit="file", disable=not todo)
+    groups = _batches(_decoded(todo, job.workers), encoders, job.batch_size)
+    for group, failure in groups:
+        done = [failure[0]] if failure else [it for it, _ in group]
+        if failure:
+            fails[owner[failure[0].key]].append(
+                {"key": failure[0].key, "path": failure[0].path, "error": failure[1]}
+            )
+        else:
+            for r in _encode_group(group, encoders, vocab):
+                rows[owner[r["key"]]].append(r)
+                n_tokens += r["num_tokens"]
+        for it in done:
+            i = owner[it.key]
+            left[i] -= 1
+            if left[i] == 0:
+                _write_shard(out, i, job, rows.pop(i), fails.pop(i), vocab)
+        bar.update(len(done))
+        bar.set_postfix(tokens_s=f"{n_tokens / max(time.perf_counter() - t0, 1e-9):,.0f}")
+    bar.close()
