@@ -1,0 +1,153 @@
+"""Training checkpoints for exact resume; written atomically, no pickle of arbitrary objects.
+
+A checkpoint is a folder ``<out_dir>/checkpoints/step_<8 digits>/``::
+
+    model/         save_pretrained: config.json + model.safetensors (weights + codebook buffers)
+    optimizer.pt   torch.save(optimizer.state_dict()): tensors and plain containers only
+    trainer.pt     step, data position (epoch, batch), per-step history, RNG states of every
+                   rank (torch, numpy, python as tensors), world size
+    recipe.yaml    the resolved recipe, for reading
+
+It is written into a temporary folder and renamed into place, so a crash leaves either the
+whole checkpoint or none. ``.pt`` files are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor, nn
+
+from mmtok.checkpoint import load_pretrained, save_pretrained
+from mmtok.configurable import to_spec
+from mmtok.errors import CheckpointError
+
+MODEL_DIR, OPTIMIZER_NAME = "model", "optimizer.pt"
+TRAINER_NAME, RECIPE_NAME = "trainer.pt", "recipe.yaml"
+_STEP_DIR = re.compile(r"^step_(\d{8})$")
+
+
+@dataclass
+class TrainState:
+    """Where a run is: steps done, next batch ``batch`` of ``epoch``, per-step history."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def record(self, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.history.setdefault(name, []).append(float(value))
+
+
+# --- RNG states as tensors -----------------------------------------------------------------
+def rng_state() -> dict[str, Tensor]:
+    """This process's torch / numpy / python (and CUDA, if used) RNG states as tensors."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_pos": torch.tensor([pos, has_gauss], dtype=torch.int64),
+        "numpy_gauss": torch.tensor([gauss], dtype=torch.float64),
+        "python": torch.tensor([version, *internal], dtype=torch.int64),
+        "python_gauss": torch.tensor([float("nan") if gauss_next is None else gauss_next],
+                                     dtype=torch.float64),
+    }  # fmt: skip
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Tensor]) -> None:
+    """Inverse of ``rng_state``."""
+    torch.set_rng_state(state["torch"])
+    pos, has_gauss = state["numpy_pos"].tolist()
+    keys = state["numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, pos, has_gauss, float(state["numpy_gauss"][0])))
+    version, *internal = state["python"].tolist()
+    gauss = float(state["python_gauss"][0])
+    random.setstate((version, tuple(internal), None if gauss != gauss else gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+# --- save / load ---------------------------------------------------------------------------
+def step_dir(root: Path, step: int) -> Path:
+    return root / f"step_{step:08d}"
+
+
+def list_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint folders under ``root``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and (p / TRAINER_NAME).is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def save_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    state: TrainState, rng: RngStates, recipe: dict[str, Any],
+                    keep: int) -> Path:  # fmt: skip
+    """Write ``root/step_<step>`` atomically and delete all but the newest ``keep``."""
+    root.mkdir(parents=True, exist_ok=True)
+    target = step_dir(root, state.step)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    try:
+        save_pretrained(model, tmp / MODEL_DIR)
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_NAME)
+        trainer = {"step": state.step, "epoch": state.epoch, "batch": state.batch,
+                   "history": state.history, "rng": rng, "world_size": len(rng)}  # fmt: skip
+        torch.save(trainer, tmp / TRAINER_NAME)
+        (tmp / RECIPE_NAME).write_text(yaml.safe_dump(recipe, sort_keys=False))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _torch_load(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path.parent)!r}: no {path.name}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors have no common base class
+        raise CheckpointError(f"{str(path)!r}: cannot be read as weights-only data ({e})") from e
+
+
+RngStates = list[dict[str, Tensor]]  # one rng_state() per rank
+
+
+def load_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[TrainState, RngStates]:
+    """Load weights, codebook buffers and optimizer state in place; (state, per-rank RNG)."""
+    saved = load_pretrained(path / MODEL_DIR)  # checks the weights' sha256 and the config
+    if to_spec(saved) != to_spec(model):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a different model than the "
+                              f"recipe: {to_spec(saved)} != {to_spec(model)}")  # fmt: skip
+    model.load_state_dict(saved.state_dict(), strict=True)
+    try:
+        optimizer.load_state_dict(_torch_load(path / OPTIMIZER_NAME))
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{str(path)!r}: optimizer state does not fit the model ({e})") from e
+    t = _torch_load(path / TRAINER_NAME)
+    history = {k: list(v) for k, v in t["history"].items()}
+    state = TrainState(t["step"], t["epoch"], t["batch"], history)
+    return state, t["rng"]

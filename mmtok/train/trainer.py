@@ -1,0 +1,334 @@
+"""Trainer: one process or ``torchrun`` DistributedDataParallel, with exact resume.
+
+Legend: B global batch, R processes (ranks), b = B / R per rank, C, S as in mmtok.tokenizer.
+
+Each step: every rank takes its b samples of the global batch (BatchPlan), runs the tokenizer,
+backpropagates the weighted losses; DDP averages the gradients (so every rank applies the same
+AdamW update) and the quantizer all-reduces its codebook statistics itself, so parameters and
+codebook buffers stay identical on every rank without broadcasting buffers. Rank 0 alone logs,
+evaluates, checkpoints and writes the final model. Resume restores weights, codebook buffers,
+optimizer, RNG states of every rank, the data position and the step: the continued loss curve
+equals the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+
+from mmtok.checkpoint import save_pretrained
+from mmtok.errors import CheckpointError, ConfigError
+from mmtok.tokenizer import eval_mode, state_digest
+from mmtok.train import checkpoints as ckpt
+from mmtok.train.config import Config
+from mmtok.train.data import BatchPlan, iterate_batches
+from mmtok.train.losses import TrainingLoss
+from mmtok.train.modalities import MODALITIES, build_model
+from mmtok.train.report import RunLog, plot_losses, plot_usage
+
+EXAMPLES = 6  # held-out samples shown in the reconstruction grid
+
+
+@dataclass
+class EvalResult:
+    """Held-out metrics. psnr: mean per-sample PSNR (dB, peak-to-peak 2 for [-1, 1] data);
+    usage: mean fraction of codes hit per codebook; histograms: per-codebook counts [K]."""
+
+    psnr: float
+    usage: float
+    used_codes: int
+    total_codes: int
+    samples: int
+    histograms: dict[str, Tensor] = field(default_factory=dict)
+    originals: list[Tensor] = field(default_factory=list)
+    recons: list[Tensor] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    steps: int
+    seconds: float
+    out_dir: Path
+    eval: EvalResult | None = None
+    ranks_in_sync: bool = True
+
+
+def psnr(x: Tensor, y: Tensor) -> float:
+    """PSNR in dB of ``y`` against ``x``, both in [-1, 1] (peak-to-peak 2)."""
+    mse = torch.mean((x.double() - y.double()) ** 2).clamp_min(1e-12)
+    return float(10 * torch.log10(4.0 / mse))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _Dist:
+    """Rank, world size and device; starts the process group under torchrun if needed."""
+
+    def __init__(self, device: str) -> None:
+        cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        self.owns_group = False
+        if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            dist.init_process_group("nccl" if cuda else "gloo")
+            self.owns_group = True
+        active = dist.is_initialized()
+        self.rank = dist.get_rank() if active else 0
+        self.world = dist.get_world_size() if active else 1
+        local = int(os.environ.get("LOCAL_RANK", self.rank))
+        self.device = torch.device("cuda", local) if cuda else torch.device("cpu")
+        self.main = self.rank == 0
+
+    def all_gather(self, t: Tensor) -> list[Tensor]:
+        """``t`` of every rank (CPU tensors out); ``[t]`` in a single process."""
+        if self.world == 1:
+            return [t]
+        t = t.to(self.device) if dist.get_backend() == "nccl" else t
+        out = [torch.empty_like(t) for _ in range(self.world)]
+        dist.all_gather(out, t)
+        return [o.cpu() for o in out]
+
+    def mean(self, t: Tensor) -> Tensor:
+        if self.world > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            t = t / self.world
+        return t
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            dist.destroy_process_group()
+
+
+class Trainer:
+    """Builds model, data and optimizer from a Config; ``fit`` trains, evaluates, saves.
+
+    Args:
+        cfg: the resolved recipe.
+        resume: a checkpoint folder, "latest" (the newest under ``out_dir/checkpoints``, or a
+            fresh start when there is none) or None.
+    """
+
+    def __init__(self, cfg: Config, resume: str | os.PathLike | None = None) -> None:
+        self.cfg, t = cfg, cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.dist = _Dist(t.device)
+        if cfg.data.batch_size % self.dist.world:
+            raise ConfigError(f"data.batch_size {cfg.data.batch_size} is not divisible by "
+                              f"the {self.dist.world} processes")  # fmt: skip
+        seed_everything(t.seed)
+        self.modality = MODALITIES[cfg.model.modality]
+        self.model = build_model(cfg.model).to(self.dist.device)
+        self.loss = TrainingLoss(cfg.loss, cfg.model.modality)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas,
+                                           weight_decay=t.weight_decay)  # fmt: skip
+        self.dataset = self.modality.train_set(cfg.data, t.seed)
+        self.plan = BatchPlan(len(self.dataset), cfg.data.batch_size // self.dist.world,
+                              self.dist.world, self.dist.rank, t.seed)  # fmt: skip
+        self.state = ckpt.TrainState()
+        self.resumed_from: Path | None = None
+        if resume is not None:
+            self._resume(resume)
+        self.net = self.model
+        if self.dist.world > 1:
+            ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False,
+                                               find_unused_parameters=False)  # fmt: skip
+        self._eval_data: list[Tensor] | None = None
+
+    @property
+    def out_dir(self) -> Path:
+        return self.cfg.out_dir
+
+    # --- resume --------------------------------------------------------------------------
+    def _resume(self, resume: str | os.PathLike) -> None:
+        if str(resume) == "latest":
+            found = ckpt.list_checkpoints(self.out_dir / "checkpoints")
+            if not found:
+                if self.dist.main:
+                    print(f"no checkpoint under {self.out_dir / 'checkpoints'}; starting fresh")
+                return
+            path = found[-1]
+        else:
+            path = Path(resume)
+            if not path.is_dir():
+                raise CheckpointError(f"--resume: checkpoint folder {str(path)!r} does not exist")
+        self.state, rng = ckpt.load_checkpoint(path, self.model, self.optimizer)
+        if len(rng) != self.dist.world and self.dist.main:
+            print(f"warning: checkpoint written by {len(rng)} processes, resuming with "
+                  f"{self.dist.world}: the data order differs from the original run")  # fmt: skip
+        ckpt.set_rng_state(rng[self.dist.rank % len(rng)])
+        self.resumed_from = path
+        if self.dist.main:
+            print(f"resumed from {path} at step {self.state.step}")
+
+    # --- one step ------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        """Learning rate of step ``step`` (0-based): linear warmup, then constant or cosine."""
+        t = self.cfg.train
+        if step < t.warmup_steps:
+            return t.lr * (step + 1) / t.warmup_steps
+        if t.lr_schedule == "constant":
+            return t.lr
+        progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * cosine)
+
+    def train_step(self, x: Tensor) -> dict[str, float]:
+        """One optimisation step on this rank's ``x`` ``[b, C, *S]``; globally averaged logs."""
+        lr = self.lr_at(self.state.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        out = self.net(x.to(self.dist.device))
+        losses = self.loss(x.to(self.dist.device), out)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        clip = self.cfg.train.grad_clip or float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+        names = ["loss", *losses.terms]
+        local = torch.stack([losses.total.detach(), *(v.detach() for v in losses.terms.values())])
+        values = dict(zip(names, self.dist.mean(local.float().cpu()).tolist(), strict=True))
+        return {**values, **out.quant.metrics, "lr": lr, "grad_norm": float(grad_norm)}
+
+    # --- evaluation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> EvalResult:
+        """Held-out PSNR and codebook usage (the quantizer's usage buffers, reset first)."""
+        if self._eval_data is None:
+            self._eval_data = self.modality.eval_set(self.cfg.data)
+        usage = {n: b for n, b in self.model.named_buffers() if n.endswith("usage") and b.numel()}
+        for buf in usage.values():
+            buf.zero_()
+        scores, originals, recons = [], [], []
+        with eval_mode(self.model):
+            for x in self._eval_data:
+                y = self.model(x[None].to(self.dist.device)).recon.clamp(-1, 1)[0].cpu()
+                scores.append(psnr(x, y))
+                if len(originals) < EXAMPLES:
+                    originals.append(x)
+                    recons.append(y)
+        hist = {n.removesuffix(".usage"): b.detach().cpu().clone() for n, b in usage.items()}
+        used = sum(int((h > 0).sum()) for h in hist.values())
+        total = sum(h.numel() for h in hist.values())
+        frac = sum(float((h > 0).float().mean()) for h in hist.values()) / max(1, len(hist))
+        return EvalResult(sum(scores) / len(scores), frac, used, total, len(scores), hist,
+                          originals, recons)  # fmt: skip
+
+    # --- checkpoints / sync --------------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint (rank 0) with every rank's RNG state; collective under DDP."""
+        state = ckpt.rng_state()
+        rng = [dict(zip(state, parts, strict=True)) for parts in
+               zip(*(self.dist.all_gather(v) for v in state.values()), strict=True)]  # fmt: skip
+        path = None
+        if self.dist.main:
+            path = ckpt.save_checkpoint(self.out_dir / "checkpoints", self.model, self.optimizer,
+                                        self.state, rng, self.cfg.to_dict(),
+                                        self.cfg.train.keep_checkpoints)  # fmt: skip
+        self.dist.barrier()
+        return path
+
+    def ranks_in_sync(self) -> bool:
+        """True when every rank holds the same weights and codebook buffers (a digest check)."""
+        digest = torch.tensor(list(bytes.fromhex(state_digest(self.model)[:16])), dtype=torch.int64)
+        return all(torch.equal(d, digest) for d in self.dist.all_gather(digest))
+
+    # --- the loop ------------------------------------------------------------------------
+    def fit(self, stop_at: int | None = None) -> RunResult:
+        """Train to ``train.steps`` (or stop early after step ``stop_at`` with a checkpoint,
+        as if interrupted), then evaluate, plot and save ``out_dir/final`` (rank 0)."""
+        t, start = self.cfg.train, time.perf_counter()
+        end = min(t.steps, stop_at) if stop_at is not None else t.steps
+        if self.dist.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            recipe = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
+            (self.out_dir / "recipe.yaml").write_text(recipe)
+        main, step = self.dist.main, self.state.step
+        log = RunLog(self.out_dir, t.steps, step, main, t.progress, t.tensorboard)
+        batches = iterate_batches(self.dataset, self.plan, self.state.epoch, self.state.batch,
+                                  self.cfg.data.workers)  # fmt: skip
+        try:
+            while self.state.step < end:
+                epoch, index, x = next(batches)
+                values = self.train_step(x)
+                self.state.step += 1
+                self.state.epoch, self.state.batch = epoch, index + 1
+                self.state.record(values)
+                self._after_step(log, values, end)
+        finally:
+            batches.close()
+        result = RunResult(self.state.step, time.perf_counter() - start, self.out_dir)
+        if self.state.step >= t.steps:
+            result = self._finish(log, result)
+        log.close()
+        self.dist.close()
+        return result
+
+    def _after_step(self, log: RunLog, values: dict[str, float], end: int) -> None:
+        step, t = self.state.step, self.cfg.train
+        log.step(values)
+        if step % t.log_every == 0 or step == end:
+            log.scalars("train", step, values)
+        if self.dist.main and t.eval_every and step % t.eval_every == 0 and step < t.steps:
+            result = self.evaluate()
+            log.scalars("eval", step, {"psnr": result.psnr, "usage": result.usage})
+            log.write(f"step {step}: held-out PSNR {result.psnr:.2f} dB, usage {result.usage:.1%}")
+        if (t.ckpt_every and step % t.ckpt_every == 0) or (step == end and step < t.steps):
+            self.save_checkpoint()
+        elif t.ckpt_every and step == t.steps:
+            self.save_checkpoint()  # the last step, so a later run can extend train.steps
+
+    def _finish(self, log: RunLog, result: RunResult) -> RunResult:
+        result.ranks_in_sync = self.ranks_in_sync()
+        if self.dist.main:
+            result.eval = ev = self.evaluate()
+            log.scalars("eval", self.state.step, {"psnr": ev.psnr, "usage": ev.usage})
+            save_pretrained(self.model, self.out_dir / "final")
+            if self.cfg.train.plots:
+                self._plots(ev)
+            summary = {"steps": result.steps, "seconds": round(result.seconds, 1),
+                       "processes": self.dist.world, "heldout_psnr_db": round(ev.psnr, 3),
+                       "heldout_samples": ev.samples, "codebook_usage": round(ev.usage, 4),
+                       "used_codes": ev.used_codes, "total_codes": ev.total_codes,
+                       "ranks_in_sync": result.ranks_in_sync}  # fmt: skip
+            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            log.write(f"held-out PSNR {ev.psnr:.2f} dB over {ev.samples} samples, codebook usage "
+                      f"{ev.usage:.1%} ({ev.used_codes}/{ev.total_codes} codes); "
+                      f"final model: {self.out_dir / 'final'}")  # fmt: skip
+            if not result.ranks_in_sync:
+                log.write("warning: ranks ended with different weights")
+        self.dist.barrier()
+        return result
+
+    def _plots(self, ev: EvalResult) -> None:
+        plots = self.out_dir / "plots"
+        plots.mkdir(parents=True, exist_ok=True)
+        plot_losses(self.state.history, list(self.loss.weights), plots / "loss.png")
+        if ev.histograms:
+            plot_usage(ev.histograms, plots / "codebook_usage.png")
+        self.modality.plot_examples(ev.originals, ev.recons, plots / "reconstructions.png")
+
+
+def train(cfg: Config, resume: str | os.PathLike | None = None) -> RunResult:
+    """Build a Trainer for ``cfg`` (resuming if asked) and run it to the end."""
+    return Trainer(cfg, resume).fit()
