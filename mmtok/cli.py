@@ -95,6 +95,13 @@ def cmd_prep(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from mmtok.demo import run_demo
+
+    report = run_demo(args.files, args.output, args.preset)
+    print(f"report: {report.resolve()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmtok", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -122,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--workers", type=int, default=2, help="media decoding processes")
     pr.add_argument("--batch-size", type=int, default=8, help="same-shape items per encode")
     pr.set_defaults(func=cmd_prep)
+    dm = sub.add_parser("demo", help="tokenize sample media and write an HTML report")
+    dm.add_argument("files", nargs="*", help="media files (default: the bundled samples)")
+    dm.add_argument("-o", "--output", default="mmtok-demo", help="report folder")
+    dm.add_argument("--preset", help="use this preset / checkpoint for every file")
+    dm.set_defaults(func=cmd_demo)
     t = sub.add_parser("train", help="train a tokenizer from a recipe", add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER)
     t.set_defaults(func=cmd_train)
