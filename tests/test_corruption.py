@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from pathlib import Path
 
 import pytest
@@ -458,17 +457,3 @@ def test_runs_on_the_ids_device():
     torch.testing.assert_close(
         soft.cpu(), posterior_from_x0_logits(xt.cpu(), logits.cpu(), t.cpu(), s)
     )
-
-
-def doc_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-
-
-def test_docs_have_examples():
-    assert len(doc_blocks()) >= 3
-
-
-@pytest.mark.parametrize("index", range(len(doc_blocks()) if DOC.exists() else 0))
-def test_docs_examples_run(index):
-    code = compile(doc_blocks()[index], f"{DOC}:block{index}", "exec", dont_inherit=True)
-    exec(code, {"__name__": "__main__"})
