@@ -7,6 +7,7 @@ import torch
 
 from mmtok.image.tokenizer import image_tokenizer
 from mmtok.tokens import Tokens
+from mmtok.video.tokenizer import video_tokenizer
 
 
 def _image(quantizer="vq"):
@@ -15,10 +16,19 @@ def _image(quantizer="vq"):
                            quantizer=quantizer, num_quantizers=3)  # fmt: skip
 
 
+def _video(quantizer="vq", causal=False):
+    torch.manual_seed(0)
+    return video_tokenizer(downsample=(2, 2, 2), hidden=8, latent_dim=8, codebook_size=32,
+                           quantizer=quantizer, num_quantizers=3, causal=causal,
+                           clip_frames=5 if causal else 4)  # fmt: skip
+
+
 TOKENIZERS = {
     "image-vq": (_image, (3, 21, 30)),
     "image-rvq": (lambda: _image("rvq"), (3, 17, 16)),
     "image-fsq": (lambda: _image("fsq"), (3, 9, 13)),
+    "video-vq": (_video, (3, 11, 9, 7)),  # 2.75 clips of 4 frames
+    "video-rvq-causal": (lambda: _video("rvq", causal=True), (3, 8, 6, 5)),
 }
 
 
@@ -105,7 +115,9 @@ def test_token_file_round_trip_and_refusal(case, tmp_path):
     loaded = Tokens.load(tmp_path / "t.safetensors")
     assert torch.equal(loaded.ids, tokens.ids) and loaded.input_size == tokens.input_size
     assert torch.equal(tok.decode(loaded), tok.decode(tokens))
-    other = _warm(_image("vq"), shape)
+    import copy
+
+    other = copy.deepcopy(tok)  # same modality and shapes, other weights (set below)
     with torch.no_grad():
         next(other.parameters()).add_(1.0)
     other._fingerprint = None
