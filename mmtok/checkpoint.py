@@ -21,6 +21,7 @@ from torch import nn
 
 from mmtok.configurable import build, to_spec
 from mmtok.errors import CheckpointError, ConfigError
+from mmtok.fileutil import make_dir
 
 FORMAT_VERSION = 1
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
@@ -39,7 +40,7 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
     from mmtok import __version__
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent, "checkpoint folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}

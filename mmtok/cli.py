@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mmtok.errors import InputError, MmtokError
+from mmtok.fileutil import make_dir
 
 
 def _load(name: str):  # noqa: ANN202 (Tokenizer; import kept lazy for a fast --help)
@@ -33,7 +34,7 @@ def _out_path(src: Path, out: Path, many: bool, suffix: str) -> Path:
     """One input and ``out`` with a suffix: that file; otherwise a folder of ``stem+suffix``."""
     if not many and out.suffix and not out.is_dir():
         return out
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     return out / (src.name.split(".")[0] + suffix)
 
 
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args)
     except MmtokError as e:
+        print(f"mmtok {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file system problem the checks above did not name
         print(f"mmtok {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

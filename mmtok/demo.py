@@ -19,7 +19,7 @@ import torch
 
 from mmtok import demo_plots
 from mmtok.errors import InputError, MmtokError
-from mmtok.fileutil import atomic_path
+from mmtok.fileutil import atomic_path, make_dir
 from mmtok.media import (
     OUTPUT_SUFFIX,
     MediaSpec,
@@ -169,8 +169,7 @@ def render(results: list[DemoResult]) -> str:
 def run_demo(files: list[str | os.PathLike], out_dir: str | os.PathLike,
              preset: str | None = None) -> Path:  # fmt: skip
     """Run the demo on ``files`` (default: the bundled samples); returns report.html's path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out_dir, "demo output folder")
     paths = [Path(f) for f in files] or sample_files()
     results = [run_one(p, out, preset) for p in paths]
     report = out / "report.html"

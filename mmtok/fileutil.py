@@ -41,6 +41,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
+def make_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """mkdir -p ``path``; InputError naming it if it cannot be created."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{what} {str(p)!r} cannot be created: {e.strerror}") from None
+    return p
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -25,7 +25,7 @@ from mmtok.data.manifest import Item, collect
 from mmtok.data.shards import FORMATS, WRITERS, shard_path
 from mmtok.data.vocab import Vocabulary
 from mmtok.errors import InputError, MmtokError
-from mmtok.fileutil import atomic_path
+from mmtok.fileutil import atomic_path, make_dir
 from mmtok.media import MediaSpec, duration_s, read_spec
 
 DEFAULT_TOKENIZERS: dict[str, str] = {}  # modality -> preset; filled from presets at run time
@@ -201,8 +201,7 @@ def run_prep(job: PrepJob) -> dict:
     if job.shard_size < 1:
         raise InputError(f"shard_size must be >= 1, got {job.shard_size}")
     start = time.perf_counter()
-    out = Path(job.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(job.out_dir, "prep output folder")
     items = collect(job.inputs)
     if not items:
         raise InputError(f"no media found in {job.inputs}")
