@@ -73,10 +73,10 @@ def test_includes_nest_and_overrides_parse_as_yaml(tmp_path):
     (tmp_path / "sub/root.yaml").write_text("train: {steps: 7, lr: 0.5}\nloss: {l1: 1.0}\n")
     (tmp_path / "mid.yaml").write_text("base: sub/root.yaml\ntrain: {steps: 8}\n")
     (tmp_path / "top.yaml").write_text("base: mid.yaml\ndata: {crop: 32}\nmodel: {hidden: 16}\n")
-    cfg = load_config(tmp_path / "top.yaml", ["train.seed=3", "train.betas=[0.8, 0.95]",
-                                               "data.resize=null", "model.codebook_size=256",
-                                               "loss.l2=2"])  # fmt: skip
-    assert (cfg.train.steps, cfg.train.lr, cfg.train.seed) == (8, 0.5, 3)
+    overrides = ["train.seed=3", "train.lr=2e-3", "train.betas=[0.8, 0.95]", "data.resize=null",
+                 "model.codebook_size=256", "loss.l2=2"]  # fmt: skip
+    cfg = load_config(tmp_path / "top.yaml", overrides)
+    assert (cfg.train.steps, cfg.train.lr, cfg.train.seed) == (8, 2e-3, 3)
     assert cfg.train.betas == (0.8, 0.95) and cfg.data.resize is None and cfg.data.crop == 32
     assert cfg.model.args == {"hidden": 16, "codebook_size": 256}
     assert cfg.loss == {"l1": 1.0, "l2": 2.0} and isinstance(cfg.loss["l2"], float)

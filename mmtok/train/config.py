@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -186,6 +187,9 @@ def apply_override(raw: dict[str, Any], origins: Origins, item: str) -> None:
 
 
 # --- type checking ------------------------------------------------------------------------
+_YAML12_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def _type_name(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
@@ -217,6 +221,8 @@ def check_type(value: Any, tp: Any, key: str, source: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _YAML12_FLOAT.match(value):
+            return float(value)  # "1e-3": a float in YAML 1.2, a string to PyYAML (YAML 1.1)
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

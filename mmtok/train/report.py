@@ -61,7 +61,7 @@ class RunLog:
 
 def plot_losses(history: Mapping[str, Sequence[float]], loss_names: Sequence[str],
                 path: Path) -> None:  # fmt: skip
-    """Total loss and each weighted term per step (log scale), plus a smoothed total."""
+    """Total (weighted) loss and each unweighted term per step, plus a smoothed total."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name in ("loss", *loss_names):

@@ -293,10 +293,10 @@ class Trainer:
             result = self.evaluate()
             log.scalars("eval", step, {"psnr": result.psnr, "usage": result.usage})
             log.write(f"step {step}: held-out PSNR {result.psnr:.2f} dB, usage {result.usage:.1%}")
-        if (t.ckpt_every and step % t.ckpt_every == 0) or (step == end and step < t.steps):
+        stopping_early = step == end and step < t.steps
+        # the last step gets a checkpoint too, so a later run can extend train.steps
+        if stopping_early or (t.ckpt_every and (step % t.ckpt_every == 0 or step == t.steps)):
             self.save_checkpoint()
-        elif t.ckpt_every and step == t.steps:
-            self.save_checkpoint()  # the last step, so a later run can extend train.steps
 
     def _finish(self, log: RunLog, result: RunResult) -> RunResult:
         result.ranks_in_sync = self.ranks_in_sync()
