@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from mmtok.data.manifest import Item, collect
@@ -90,12 +90,31 @@ def _decode(task: tuple[Item, MediaSpec]) -> tuple[Item, np.ndarray | None, str 
         return item, None, f"{item.path!r}: {type(e).__name__}: {e}"
 
 
+class _DecodeTasks(Dataset):
+    """Map-style view of the decode tasks so a DataLoader runs them in worker processes."""
+
+    def __init__(self, tasks: list) -> None:
+        self.tasks = tasks
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, i: int) -> tuple[Item, np.ndarray | None, str | None]:
+        return _decode(self.tasks[i])
+
+
+def _identity(x: object) -> object:
+    return x
+
+
 def _decoded(tasks: list, workers: int) -> Iterator:
+    """Decoded items in task order; ``workers`` processes decode ahead of the encoder."""
     if workers <= 0:
         yield from map(_decode, tasks)
         return
-    with mp.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_decode, tasks, chunksize=1)
+    loader = DataLoader(_DecodeTasks(tasks), batch_size=None, num_workers=workers,
+                        prefetch_factor=4, collate_fn=_identity)  # fmt: skip
+    yield from loader
 
 
 def _plan_digest(job: PrepJob, items: list[Item], vocab: Vocabulary) -> str:
