@@ -19,7 +19,13 @@ class Preset:
     sha256: str
 
 
-PRESETS: dict[str, Preset] = {}
+PRESETS: dict[str, Preset] = {
+    "image-small": Preset(
+        "image",
+        "2D conv VQ-VAE, 4x downsampling, 512 codes; scikit-image photos (recipes/image_small.yaml)",
+        "0d177862c66876944bfbc3b0d4d79f74427abf07207d5495401e214ba9e327e1",
+    ),
+}
 
 
 def preset_dir(name: str) -> Path:
