@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mmtok.audio.tokenizer import audio_tokenizer
 from mmtok.image.tokenizer import image_tokenizer
 from mmtok.tokens import Tokens
 from mmtok.video.tokenizer import video_tokenizer
@@ -23,12 +24,21 @@ def _video(quantizer="vq", causal=False):
                            clip_frames=5 if causal else 4)  # fmt: skip
 
 
+def _audio(quantizer="vq", channels=1):
+    torch.manual_seed(0)
+    return audio_tokenizer(hop=8, width=4, latent_dim=8, res_depth=2, codebook_size=32,
+                           quantizer=quantizer, num_quantizers=3, channels=channels)  # fmt: skip
+
+
 TOKENIZERS = {
     "image-vq": (_image, (3, 21, 30)),
     "image-rvq": (lambda: _image("rvq"), (3, 17, 16)),
     "image-fsq": (lambda: _image("fsq"), (3, 9, 13)),
     "video-vq": (_video, (3, 11, 9, 7)),  # 2.75 clips of 4 frames
     "video-rvq-causal": (lambda: _video("rvq", causal=True), (3, 8, 6, 5)),
+    "audio-vq": (_audio, (1, 1001)),  # not a multiple of the hop
+    "audio-rvq-stereo": (lambda: _audio("rvq", channels=2), (2, 517)),
+    "audio-fsq": (lambda: _audio("fsq"), (1, 300)),
 }
 
 

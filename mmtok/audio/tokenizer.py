@@ -1,0 +1,343 @@
+"""AudioTokenizer: waveform ``[B, C, T]`` in [-1, 1] <-> ids ``[B, Q, t]``, t = ceil(T / hop).
+
+Legend: B batch, C audio channels, T samples at ``sample_rate``, D latent dim, hop samples per
+token, t frames, Q code streams (n_q of a residual VQ), K codebook size.
+
+One Jukebox level (Dhariwal et al. 2020): an AudioEncoder, any Quantizer, an AudioDecoder.
+Levels are independent tokenizers (hops 8 / 32 / 128 by default); ``MultiLevelAudioTokenizer``
+encodes all of them for dataset prep. ``audio_tokenizer`` is the factory presets and recipes use.
+
+Long inputs: ``encode`` runs in windows of ``window`` frames; each window reads the exact
+receptive field of its frames (``AudioEncoder.input_span``) rounded out to the hop grid, so its
+ids equal those of a single pass over the whole input while memory stays bounded by the window.
+Windows of equal length (from any clip) are stacked into one encoder call. ``decode`` is
+windowed the same way with the decoder's span, so there are no seams.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmtok.audio.model import AudioDecoder, AudioEncoder
+from mmtok.errors import ConfigError, InputError
+from mmtok.quantization import FSQ, Quantizer, ResidualVQ, VectorQuantizer
+from mmtok.tokenizer import Tokenizer, eval_mode
+from mmtok.tokens import Tokens
+
+DEFAULT_SAMPLE_RATE = 22050
+MIN_WINDOW = 16  # frames; keeps every encoder GEMM >= 12 columns wide (see audio/model.py)
+
+
+class AudioTokenizer(Tokenizer):
+    """Waveform tokenizer, one level. ``token_rate`` = sample_rate / hop tokens per second.
+
+    Args:
+        encoder: AudioEncoder (its in_channels == channels).
+        quantizer: any Quantizer over D = encoder latent_dim (VQ, residual VQ, FSQ).
+        decoder: AudioDecoder mirroring the encoder (same hop, out_channels == channels).
+        sample_rate: Hz of the waveforms it reads and writes (default 22050, Jukebox used 44100).
+        channels: C, 1 for mono, 2 for stereo.
+    """
+
+    modality = "audio"
+    window_samples = 1 << 17  # default window (~6 s at 22.05 kHz), rounded to whole frames
+    batch_samples = 1 << 18  # most input samples in one encoder call when windows are stacked
+
+    def __init__(
+        self,
+        encoder: AudioEncoder,
+        quantizer: Quantizer,
+        decoder: AudioDecoder,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
+        channels: int = 1,
+    ) -> None:
+        super().__init__(encoder, quantizer, decoder)
+        dims = (encoder.config["latent_dim"], decoder.config["latent_dim"])
+        if dims != (quantizer.dim, quantizer.dim):
+            raise ConfigError(f"encoder/decoder latent_dim {dims} != quantizer dim {quantizer.dim}")
+        if encoder.in_channels != channels or decoder.out_channels != channels:
+            raise ConfigError(f"encoder in_channels {encoder.in_channels} / decoder out_channels "
+                              f"{decoder.out_channels} != channels {channels}")  # fmt: skip
+        if encoder.hop != decoder.hop:
+            raise ConfigError(f"encoder hop {encoder.hop} != decoder hop {decoder.hop}")
+        if not isinstance(sample_rate, int) or sample_rate < 1:
+            raise ConfigError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+        self.sample_rate, self.channels = sample_rate, channels
+        self.downsample = (encoder.hop,)
+
+    @property
+    def hop(self) -> int:
+        """Samples per token frame (product of the encoder strides)."""
+        return self.downsample[0]
+
+    @property
+    def token_rate(self) -> float:
+        """Token frames per second: sample_rate / hop."""
+        return self.sample_rate / self.hop
+
+    def bitrate(self, n_q: int | None = None) -> float:
+        """Bits per second: token_rate * n_q (default Q) * log2(K)."""
+        return self.quantizer.bitrate(self.token_rate, n_q)
+
+    @property
+    def receptive_field(self) -> int:
+        """Input samples one token depends on (from the encoder's layer configuration)."""
+        return self.encoder.receptive_field
+
+    def _window_frames(self, window: int | None) -> int:
+        w = window if window is not None else self.window_samples // self.hop
+        if not isinstance(w, int) or w < 1:
+            raise InputError(f"window: expected a positive number of frames, got {w!r}")
+        return max(w, MIN_WINDOW)
+
+    # --- encode -------------------------------------------------------------------------
+    def _plan(self, frames: int, window: int) -> list[tuple[int, int, int, int]]:
+        """Windows ``(start, stop, first, end)``: samples [start, stop) (hop-aligned) give
+        frames [first, end) exactly; ``frames`` = the padded clip's frame count."""
+        plan = []
+        for first in range(0, frames, window):
+            end = min(frames, first + window)
+            a, b = self.encoder.input_span(first, end - 1)  # samples read, inclusive
+            start = max(0, a // self.hop) * self.hop
+            stop = min(frames, -(-(b + 1) // self.hop)) * self.hop
+            plan.append((start, stop, first, end))
+        return plan
+
+    @staticmethod
+    def _slice(x: Tensor, start: int, stop: int) -> Tensor:
+        """``x[:, start:stop]`` of a ``[C, T]`` clip, edge-replicated past its end."""
+        part = x[:, start : min(stop, x.shape[1])]
+        if stop > x.shape[1]:
+            part = F.pad(part[None], (0, stop - x.shape[1]), mode="replicate")[0]
+        return part
+
+    def _encode_ids(self, clips: Sequence[Tensor], n_q: int | None, window: int) -> list[Tensor]:
+        """ids ``[Q, t_i]`` per clip ``[C, T_i]``; windows of equal length share encoder calls."""
+        jobs: dict[int, list[tuple[int, int, int, int, int]]] = {}
+        for i, clip in enumerate(clips):
+            for start, stop, first, end in self._plan(math.ceil(clip.shape[1] / self.hop), window):
+                jobs.setdefault(stop - start, []).append((i, start, stop, first, end))
+        out: list[Tensor | None] = [None] * len(clips)
+        for length, group in sorted(jobs.items()):
+            per_call = max(1, self.batch_samples // length)
+            for k in range(0, len(group), per_call):
+                calls = group[k : k + per_call]
+                z = self.encoder(
+                    torch.stack([self._slice(clips[i], s, e) for i, s, e, _, _ in calls])
+                )
+                kept = [z[j, :, f - s // self.hop : e - s // self.hop]  # [D, frames kept]
+                        for j, (_, s, _, f, e) in enumerate(calls)]  # fmt: skip
+                ids = self._quantize_rows(torch.cat(kept, 1).t(), n_q).t()  # [Q, n]
+                for (i, _, _, f, e), part in zip(calls, ids.split([x.shape[1] for x in kept], 1),
+                                                 strict=True):  # fmt: skip
+                    if out[i] is None:
+                        t = math.ceil(clips[i].shape[1] / self.hop)
+                        out[i] = ids.new_zeros(ids.shape[0], t)
+                    out[i][:, f:e] = part
+        return out  # type: ignore[return-value]
+
+    def _quantize_rows(self, z: Tensor, n_q: int | None) -> Tensor:
+        """``z`` ``[n, D]`` -> ids ``[n, Q]``. Rows are zero-padded to a multiple of 16: CPU
+        GEMMs of fewer than 8 rows take another kernel and round the distances differently."""
+        n = z.shape[0]
+        z = F.pad(z, (0, 0, 0, -n % 16))
+        return self.quantizer(z.contiguous()[None], n_q=n_q).ids[0, :n]
+
+    def _tokens(self, ids: Tensor, size: int) -> Tokens:
+        return Tokens(
+            ids, (size,), self.codebook_size, self.modality, self.fingerprint(), self.name
+        )
+
+    def encode(self, x: Tensor, *, n_q: int | None = None, window: int | None = None) -> Tokens:
+        """``x`` ``[B, C, T]`` float in [-1, 1] -> Tokens (ids ``[B, Q, ceil(T / hop)]`` int64).
+
+        n_q: code streams to use (residual VQ; default all). window: frames per encoder window
+        (default ``window_samples // hop``); the ids do not depend on it. Eval behaviour,
+        deterministic and batch-invariant; clips of different lengths: ``encode_clips``.
+        """
+        self.check_input(x)
+        w = self._window_frames(window)
+        with eval_mode(self):
+            ids = self._encode_ids(list(x), n_q, w)
+        return self._tokens(torch.stack(ids), x.shape[2])
+
+    def encode_clips(
+        self, clips: Sequence[Tensor], *, n_q: int | None = None, window: int | None = None
+    ) -> list[Tokens]:
+        """Clips ``[C, T_i]`` of any lengths -> one Tokens (ids ``[1, Q, t_i]``) per clip.
+
+        Encoded together (windows of equal length stacked), with the ids of each clip alone.
+        """
+        if isinstance(clips, Tensor) or not len(clips):
+            raise InputError("clips: expected a non-empty list of [C, T] tensors")
+        for i, clip in enumerate(clips):
+            self.check_input(clip[None] if isinstance(clip, Tensor) else clip, f"clips[{i}]")
+        w = self._window_frames(window)
+        with eval_mode(self):
+            ids = self._encode_ids(list(clips), n_q, w)
+        return [self._tokens(t[None], c.shape[1]) for t, c in zip(ids, clips, strict=True)]
+
+    # --- decode -------------------------------------------------------------------------
+    def _unpack(self, tokens: Tokens | Tensor) -> tuple[Tensor, int]:
+        if isinstance(tokens, Tokens):
+            if tokens.tokenizer_id and tokens.tokenizer_id != self.fingerprint():
+                raise InputError(
+                    f"tokens: made by tokenizer {tokens.tokenizer_id} "
+                    f"({tokens.tokenizer_name or 'unknown'}), this is {self.fingerprint()} "
+                    f"({self.name or 'unnamed'}); decode them with the tokenizer that made them"
+                )
+            ids, size = tokens.ids, tokens.input_size[0]
+        else:
+            ids, size = tokens, None
+        if not isinstance(ids, Tensor) or ids.ndim != 3:
+            raise InputError(f"tokens: expected ids [B, Q, t], "
+                             f"got {getattr(ids, 'shape', type(ids).__name__)}")  # fmt: skip
+        return ids, size or ids.shape[2] * self.hop
+
+    def decode(self, tokens: Tokens | Tensor, *, window: int | None = None) -> Tensor:
+        """Tokens (or ids ``[B, Q, t]``) -> ``[B, C, T]`` float in [-1, 1] (cropped to T).
+
+        window: frames per decoder window (default ``window_samples // hop``); each window
+        reads the latent frames its samples depend on, so the output has no seams.
+        """
+        ids, size = self._unpack(tokens)
+        w, t, hop = self._window_frames(window), ids.shape[2], self.hop
+        with eval_mode(self):
+            out = torch.empty(ids.shape[0], self.channels, t * hop, device=ids.device)
+            for first in range(0, t, w):
+                end = min(t, first + w)
+                a, b = self.decoder.input_span(first * hop, end * hop - 1)  # frames read
+                a, b = max(0, a), min(t - 1, b)
+                q = self.quantizer.decode_ids(ids[:, :, a : b + 1].transpose(1, 2))  # [B, n, D]
+                y = self.decoder(q.transpose(1, 2))  # [B, C, n * hop]
+                out[..., first * hop : end * hop] = y[..., (first - a) * hop : (end - a) * hop]
+        return out[..., :size].clamp(-1, 1)
+
+
+# --- factories ---------------------------------------------------------------------------
+def hop_strides(hop: int) -> tuple[int, ...]:
+    """Stages for a power-of-two hop: a stride 2 first if needed, then 4s (8 -> (2, 4))."""
+    n = hop.bit_length() - 1
+    if hop < 2 or 2**n != hop:
+        raise ConfigError(f"hop must be a power of two >= 2, got {hop}")
+    return (2,) * (n % 2) + (4,) * (n // 2)
+
+
+def build_quantizer(
+    kind: str, dim: int, codebook_size: int, num_quantizers: int = 1,
+    quantizer_dropout: float = 0.0, levels: Sequence[int] = (8, 5, 5, 5),
+) -> Quantizer:  # fmt: skip
+    """Quantizer by name: "vq" | "rvq" (with quantizer dropout) | "fsq"."""
+    if kind == "vq":
+        return VectorQuantizer(dim, codebook_size)
+    if kind == "rvq":
+        return ResidualVQ(dim, codebook_size, num_quantizers, quantizer_dropout=quantizer_dropout)
+    if kind == "fsq":
+        return FSQ(dim, levels)
+    raise ConfigError(f"quantizer must be vq|rvq|fsq, got {kind!r}")
+
+
+def audio_tokenizer(
+    hop: int = 32,
+    width: int = 16,
+    latent_dim: int = 64,
+    res_depth: int = 3,
+    quantizer: str = "vq",
+    codebook_size: int = 1024,
+    num_quantizers: int = 1,
+    quantizer_dropout: float = 0.0,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    channels: int = 1,
+) -> AudioTokenizer:
+    """Factory: one level, stages ``hop_strides(hop)``, widths width x1, x2, x4 ... (<= x8).
+
+    ``quantizer="rvq"`` with ``quantizer_dropout > 0`` gives one model for several bitrates
+    (``encode(x, n_q=...)``).
+    """
+    strides = hop_strides(hop)
+    widths = tuple(width * min(2**i, 8) for i in range(len(strides)))
+    kw = dict(latent_dim=latent_dim, strides=strides, widths=widths, res_depth=res_depth)
+    q = build_quantizer(quantizer, latent_dim, codebook_size, num_quantizers, quantizer_dropout)
+    enc, dec = AudioEncoder(**kw, in_channels=channels), AudioDecoder(**kw, out_channels=channels)
+    return AudioTokenizer(enc, q, dec, sample_rate, channels)
+
+
+class MultiLevelAudioTokenizer(nn.Module):
+    """Independent levels (one AudioTokenizer per hop, as in Jukebox) encoded together.
+
+    Args: levels: AudioTokenizers with distinct hops, one sample_rate and channel count.
+    ``save_pretrained`` writes one checkpoint folder per level (``hop8/``, ``hop32/`` ...).
+    """
+
+    def __init__(self, levels: Sequence[AudioTokenizer]) -> None:
+        super().__init__()
+        levels = sorted(levels, key=lambda t: t.hop)
+        hops = [t.hop for t in levels]
+        if not levels or len(set(hops)) != len(hops):
+            raise ConfigError(f"levels need distinct hops, got {hops}")
+        if len({(t.sample_rate, t.channels) for t in levels}) != 1:
+            raise ConfigError("levels must share sample_rate and channels")
+        self.levels = nn.ModuleList(levels)
+        self.sample_rate, self.channels = levels[0].sample_rate, levels[0].channels
+
+    @property
+    def hops(self) -> tuple[int, ...]:
+        return tuple(t.hop for t in self.levels)
+
+    def level(self, hop: int) -> AudioTokenizer:
+        """The level with this hop (KeyError names the hops there are)."""
+        for t in self.levels:
+            if t.hop == hop:
+                return t
+        raise KeyError(f"no level with hop {hop}; hops are {self.hops}")
+
+    def encode(self, x: Tensor, *, n_q: int | None = None) -> dict[int, Tokens]:
+        """``[B, C, T]`` -> {hop: Tokens} for every level."""
+        return {t.hop: t.encode(x, n_q=n_q) for t in self.levels}
+
+    def encode_clips(
+        self, clips: Sequence[Tensor], *, n_q: int | None = None
+    ) -> dict[int, list[Tokens]]:
+        """Clips ``[C, T_i]`` -> {hop: one Tokens per clip} for every level."""
+        return {t.hop: t.encode_clips(clips, n_q=n_q) for t in self.levels}
+
+    def decode(self, tokens: dict[int, Tokens]) -> dict[int, Tensor]:
+        """{hop: Tokens} -> {hop: ``[B, C, T]``}, each level decoded on its own."""
+        return {hop: self.level(hop).decode(t) for hop, t in tokens.items()}
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        for t in self.levels:
+            t.save_pretrained(Path(path) / f"hop{t.hop}")
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> MultiLevelAudioTokenizer:
+        folders = sorted(Path(path).glob("hop*/"))
+        if not folders:
+            raise InputError(f"{str(path)!r}: no hop*/ level checkpoints")
+        return cls([AudioTokenizer.from_pretrained(f) for f in folders])
+
+
+def multilevel_audio_tokenizer(
+    hops: Sequence[int] = (8, 32, 128),
+    width: int = 16,
+    latent_dim: int = 64,
+    res_depth: int = 3,
+    quantizer: str = "vq",
+    codebook_size: int = 1024,
+    num_quantizers: int = 1,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    channels: int = 1,
+) -> MultiLevelAudioTokenizer:
+    """Factory: one ``audio_tokenizer`` level per hop with the same settings."""
+    return MultiLevelAudioTokenizer([
+        audio_tokenizer(hop, width, latent_dim, res_depth, quantizer, codebook_size,
+                        num_quantizers, sample_rate=sample_rate, channels=channels)
+        for hop in hops
+    ])  # fmt: skip
