@@ -91,6 +91,16 @@ class AudioTokenizer(Tokenizer):
         """Input samples one token depends on (from the encoder's layer configuration)."""
         return self.encoder.receptive_field
 
+    def check_input(self, x: Tensor, name: str = "x") -> None:
+        """As ``Tokenizer.check_input``; the NaN/inf scan runs in blocks, so checking a long
+        input makes no input-sized temporary."""
+        if isinstance(x, Tensor) and x.ndim == 3 and x.shape[1] == self.channels and x.numel():
+            if x.is_floating_point():
+                if not all(bool(torch.isfinite(b).all()) for b in x.split(1 << 20, dim=-1)):
+                    raise InputError(f"{name}: tensor is empty or contains NaN/inf")
+                return
+        super().check_input(x, name)
+
     def _window_frames(self, window: int | None) -> int:
         w = window if window is not None else self.window_samples // self.hop
         if not isinstance(w, int) or w < 1:
@@ -166,7 +176,8 @@ class AudioTokenizer(Tokenizer):
         w = self._window_frames(window)
         with eval_mode(self):
             ids = self._encode_ids(list(x), n_q, w)
-        return self._tokens(torch.stack(ids), x.shape[2])
+        ids = torch.stack(ids) if len(ids) > 1 else ids[0][None]  # no copy for one clip
+        return self._tokens(ids, x.shape[2])
 
     def encode_clips(
         self, clips: Sequence[Tensor], *, n_q: int | None = None, window: int | None = None
