@@ -20,6 +20,7 @@ SUFFIXES = {
     "audio": {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".opus"},
     "video": {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"},
 }
+DEFAULT_FPS = 24.0
 OUTPUT_SUFFIX = {"image": ".png", "audio": ".wav", "video": ".mp4"}
 
 
@@ -100,5 +101,6 @@ def write_media(path: str | os.PathLike, x: Tensor, tokenizer: object) -> None:
     if modality == "video":
         from mmtok.video.io import save_video
 
-        return save_video(path, x[0] if x.dim() == 5 else x, tokenizer.fps)
+        fps = tokenizer.fps or DEFAULT_FPS  # a tokenizer that keeps source rates records none
+        return save_video(path, x[0] if x.dim() == 5 else x, fps)
     raise InputError(f"{str(path)!r}: no writer for modality {modality!r}")

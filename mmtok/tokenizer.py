@@ -41,13 +41,21 @@ class TokenizerOutput:
 
 @contextlib.contextmanager
 def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Run a block in eval mode and inference mode, restoring the training flags after."""
+    """Run a block in eval + inference mode with full-fp32 kernels, restoring state after.
+
+    TF32 is switched off for the block: with it, cuDNN/cuBLAS round differently for different
+    batch sizes and batched ids would differ from per-sample ids on CUDA.
+    """
     flags = [(m, m.training) for m in module.modules()]
-    module.eval()
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    for m in module.modules():
+        m.training = False
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         with torch.inference_mode():
             yield
     finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         for m, was_training in flags:
             m.training = was_training
 
@@ -80,7 +88,8 @@ class Tokenizer(Configurable, nn.Module):
         return self.quantizer.num_codebooks
 
     def train(self, mode: bool = True) -> Tokenizer:
-        self._fingerprint = None  # weights may change while training
+        if mode:
+            self._fingerprint = None  # weights may change while training
         return super().train(mode)
 
     def fingerprint(self) -> str:

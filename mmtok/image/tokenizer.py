@@ -6,11 +6,10 @@ Assembled from an ImageEncoder, any Quantizer (VQ, residual VQ, FSQ) and an Imag
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from mmtok.errors import ConfigError
 from mmtok.image.model import ImageDecoder, ImageEncoder
-from mmtok.quantization import FSQ, Quantizer, ResidualVQ, VectorQuantizer
+from mmtok.quantization import Quantizer
+from mmtok.quantization.factory import build_quantizer
 from mmtok.tokenizer import Tokenizer
 
 
@@ -26,20 +25,6 @@ class ImageTokenizer(Tokenizer):
             raise ConfigError(f"encoder latent_dim {encoder.config['latent_dim']} != "
                               f"quantizer dim {quantizer.dim}")  # fmt: skip
         self.downsample = (encoder.downsample, encoder.downsample)
-
-
-def build_quantizer(
-    kind: str, dim: int, codebook_size: int, num_quantizers: int = 1,
-    levels: Sequence[int] = (8, 5, 5, 5), codebook_dim: int | None = None,
-) -> Quantizer:  # fmt: skip
-    """Quantizer by name: "vq" | "rvq" | "fsq" with the library defaults."""
-    if kind == "vq":
-        return VectorQuantizer(dim, codebook_size, codebook_dim=codebook_dim)
-    if kind == "rvq":
-        return ResidualVQ(dim, codebook_size, num_quantizers, codebook_dim=codebook_dim)
-    if kind == "fsq":
-        return FSQ(dim, levels)
-    raise ConfigError(f"quantizer must be vq|rvq|fsq, got {kind!r}")
 
 
 def image_tokenizer(

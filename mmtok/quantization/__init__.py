@@ -2,6 +2,7 @@
 
 from mmtok.quantization.base import Quantizer, QuantizerOutput, bitrate
 from mmtok.quantization.codebook import Codebook, nearest_code
+from mmtok.quantization.factory import build_quantizer
 from mmtok.quantization.fsq import FSQ
 from mmtok.quantization.identity import IdentityQuantizer
 from mmtok.quantization.residual import ResidualVQ
@@ -16,5 +17,6 @@ __all__ = [
     "ResidualVQ",
     "VectorQuantizer",
     "bitrate",
+    "build_quantizer",
     "nearest_code",
 ]

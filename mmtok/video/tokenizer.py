@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmtok.errors import ConfigError
-from mmtok.image.tokenizer import build_quantizer
 from mmtok.quantization import Quantizer, QuantizerOutput
+from mmtok.quantization.factory import build_quantizer
 from mmtok.tokenizer import Tokenizer
 from mmtok.video.model import VideoDecoder, VideoEncoder, stage_strides
 
