@@ -37,11 +37,17 @@ _ELEMENTWISE = (nn.ReLU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Identity)
 
 
 class ExactConv1d(nn.Conv1d):
-    """``nn.Conv1d`` that runs the native im2col + GEMM kernel in fp32 CPU inference (see top)."""
+    """``nn.Conv1d`` that runs the native im2col + GEMM kernel in fp32 CPU inference (see top);
+    on CUDA it runs cuDNN in full fp32 (no TF32) with deterministic algorithms."""
 
     def _conv_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if (torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32
-                or self.padding_mode != "zeros" or self.groups != 1):  # fmt: skip
+        if torch.is_grad_enabled() or x.dtype != torch.float32 or self.groups != 1:
+            return super()._conv_forward(x, weight, bias)
+        if x.device.type == "cuda":  # full fp32 (cuDNN convs default to TF32), fixed algorithms
+            with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True,
+                                            allow_tf32=False):  # fmt: skip
+                return super()._conv_forward(x, weight, bias)
+        if x.device.type != "cpu" or self.padding_mode != "zeros":
             return super()._conv_forward(x, weight, bias)
         k, s = (1, self.kernel_size[0]), (1, self.stride[0])
         p, d = (0, self.padding[0]), (1, self.dilation[0])

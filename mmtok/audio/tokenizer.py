@@ -33,6 +33,7 @@ from mmtok.tokens import Tokens
 
 DEFAULT_SAMPLE_RATE = 22050
 MIN_WINDOW = 16  # frames; keeps every encoder GEMM >= 12 columns wide (see audio/model.py)
+GPU_ROWS = 1024  # latent rows per quantizer call on GPU (one GEMM shape, see _quantize_rows)
 
 
 class AudioTokenizer(Tokenizer):
@@ -129,14 +130,15 @@ class AudioTokenizer(Tokenizer):
         return part
 
     def _encode_ids(self, clips: Sequence[Tensor], n_q: int | None, window: int) -> list[Tensor]:
-        """ids ``[Q, t_i]`` per clip ``[C, T_i]``; windows of equal length share encoder calls."""
+        """ids ``[Q, t_i]`` per clip ``[C, T_i]``; on CPU windows of equal length share calls."""
         jobs: dict[int, list[tuple[int, int, int, int, int]]] = {}
         for i, clip in enumerate(clips):
             for start, stop, first, end in self._plan(math.ceil(clip.shape[1] / self.hop), window):
                 jobs.setdefault(stop - start, []).append((i, start, stop, first, end))
         out: list[Tensor | None] = [None] * len(clips)
+        stack = clips[0].device.type == "cpu"  # cuDNN picks algorithms by batch size: no stacking
         for length, group in sorted(jobs.items()):
-            per_call = max(1, self.batch_samples // length)
+            per_call = max(1, self.batch_samples // length) if stack else 1
             for k in range(0, len(group), per_call):
                 calls = group[k : k + per_call]
                 z = self.encoder(
@@ -154,11 +156,16 @@ class AudioTokenizer(Tokenizer):
         return out  # type: ignore[return-value]
 
     def _quantize_rows(self, z: Tensor, n_q: int | None) -> Tensor:
-        """``z`` ``[n, D]`` -> ids ``[n, Q]``. Rows are zero-padded to a multiple of 16: CPU
-        GEMMs of fewer than 8 rows take another kernel and round the distances differently."""
-        n = z.shape[0]
-        z = F.pad(z, (0, 0, 0, -n % 16))
-        return self.quantizer(z.contiguous()[None], n_q=n_q).ids[0, :n]
+        """``z`` ``[n, D]`` -> ids ``[n, Q]``, each row's ids independent of the others'.
+
+        The code search is a GEMM, and a GEMM of another shape may round the distances
+        differently (enough to flip exact ties between duplicate codes). On CPU, MKL's sgemm
+        rounds a row the same for any row count >= 8, so rows are zero-padded to a multiple of
+        16; cuBLAS picks kernels by shape, so on GPU rows go in blocks of exactly GPU_ROWS."""
+        n, cpu = z.shape[0], z.device.type == "cpu"
+        z = F.pad(z, (0, 0, 0, -n % (16 if cpu else GPU_ROWS))).contiguous()
+        blocks = [z] if cpu else z.split(GPU_ROWS)
+        return torch.cat([self.quantizer(b[None], n_q=n_q).ids[0] for b in blocks])[:n]
 
     def _tokens(self, ids: Tensor, size: int) -> Tokens:
         return Tokens(
