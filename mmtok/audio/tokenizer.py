@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from mmtok.audio.model import AudioDecoder, AudioEncoder
 from mmtok.errors import ConfigError, InputError
-from mmtok.quantization import FSQ, Quantizer, ResidualVQ, VectorQuantizer
+from mmtok.quantization import Quantizer
+from mmtok.quantization.factory import build_quantizer
 from mmtok.tokenizer import Tokenizer, eval_mode
 from mmtok.tokens import Tokens
 
@@ -248,20 +249,6 @@ def hop_strides(hop: int) -> tuple[int, ...]:
     return (2,) * (n % 2) + (4,) * (n // 2)
 
 
-def build_quantizer(
-    kind: str, dim: int, codebook_size: int, num_quantizers: int = 1,
-    quantizer_dropout: float = 0.0, levels: Sequence[int] = (8, 5, 5, 5),
-) -> Quantizer:  # fmt: skip
-    """Quantizer by name: "vq" | "rvq" (with quantizer dropout) | "fsq"."""
-    if kind == "vq":
-        return VectorQuantizer(dim, codebook_size)
-    if kind == "rvq":
-        return ResidualVQ(dim, codebook_size, num_quantizers, quantizer_dropout=quantizer_dropout)
-    if kind == "fsq":
-        return FSQ(dim, levels)
-    raise ConfigError(f"quantizer must be vq|rvq|fsq, got {kind!r}")
-
-
 def audio_tokenizer(
     hop: int = 32,
     width: int = 16,
@@ -282,7 +269,9 @@ def audio_tokenizer(
     strides = hop_strides(hop)
     widths = tuple(width * min(2**i, 8) for i in range(len(strides)))
     kw = dict(latent_dim=latent_dim, strides=strides, widths=widths, res_depth=res_depth)
-    q = build_quantizer(quantizer, latent_dim, codebook_size, num_quantizers, quantizer_dropout)
+    q = build_quantizer(
+        quantizer, latent_dim, codebook_size, num_quantizers, quantizer_dropout=quantizer_dropout
+    )
     enc, dec = AudioEncoder(**kw, in_channels=channels), AudioDecoder(**kw, out_channels=channels)
     return AudioTokenizer(enc, q, dec, sample_rate, channels)
 
