@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from mmtok.image.tokenizer import image_tokenizer
 from mmtok.tokenizer import Tokenizer
-from mmtok.train import image
+from mmtok.train import image, video
 
 if TYPE_CHECKING:
     from mmtok.train.config import DataConfig, ModelConfig
@@ -37,6 +37,7 @@ class Modality:
 
 MODALITIES: dict[str, Modality] = {
     "image": Modality(image_tokenizer, image.train_set, image.eval_set, image.plot_examples),
+    "video": Modality(video.build_tokenizer, video.train_set, video.eval_set, video.plot_examples),
 }
 
 
