@@ -63,16 +63,21 @@ def nearest_code(
     Euclidean: argmax of ``x . e - |e|^2 / 2`` (same argmin as the distance). Cosine: argmax of
     ``x . e`` (both normalised by the caller). Rows are processed in chunks so the score block
     stays under ``chunk_bytes`` (bounded extra memory for any K); ties go to the lowest index.
+    A short last chunk is zero-padded to the chunk's row count, because BLAS kernels round
+    differently for different row counts: this way the ids of a row never depend on M.
     """
     k = embed.shape[0]
     rows = max(1, chunk_bytes // (4 * k))
     e_t = embed.t()
     bias = None if cosine else embed.pow(2).sum(1).mul(-0.5)
-    out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
-    for s in range(0, x.shape[0], rows):
+    m = x.shape[0]
+    out = torch.empty(m, dtype=torch.long, device=x.device)
+    for s in range(0, m, rows):
         xs = x[s : s + rows]
+        if xs.shape[0] < rows:  # every GEMM gets the same row count: ids never depend on M
+            xs = torch.cat([xs, xs.new_zeros(rows - xs.shape[0], xs.shape[1])])
         scores = xs @ e_t if bias is None else torch.addmm(bias, xs, e_t)
-        torch.argmax(scores, dim=1, out=out[s : s + rows])
+        out[s : s + rows] = torch.argmax(scores, dim=1)[: m - s]
     return out
 
 
