@@ -8,8 +8,11 @@ A checkpoint is a folder ``<out_dir>/checkpoints/step_<8 digits>/``::
                    rank (torch, numpy, python as tensors), world size
     recipe.yaml    the resolved recipe, for reading
 
-It is written into a temporary folder and renamed into place, so a crash leaves either the
-whole checkpoint or none. ``.pt`` files are read with ``torch.load(weights_only=True)``.
+It is written into a temporary folder ``.step_<8 digits>.<random>``, its files are flushed to
+disk (fsync), and it is renamed into place, so a crash (even SIGKILL mid-write or a node
+losing power) leaves either the whole checkpoint or none. ``list_checkpoints`` only lists
+``step_*`` folders holding every file, so a leftover temporary folder or an incomplete copy is
+never resumed from. ``.pt`` files are read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from mmtok.errors import CheckpointError
 MODEL_DIR, OPTIMIZER_NAME = "model", "optimizer.pt"
 TRAINER_NAME, RECIPE_NAME = "trainer.pt", "recipe.yaml"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
+REQUIRED = (f"{MODEL_DIR}/config.json", f"{MODEL_DIR}/model.safetensors", OPTIMIZER_NAME,
+            TRAINER_NAME, RECIPE_NAME)  # fmt: skip
 
 
 @dataclass
@@ -88,13 +93,36 @@ def step_dir(root: Path, step: int) -> Path:
     return root / f"step_{step:08d}"
 
 
+def is_complete(path: Path) -> bool:
+    """True when the checkpoint folder ``path`` holds every file of a checkpoint."""
+    return all((path / name).is_file() for name in REQUIRED)
+
+
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """Complete checkpoint folders under ``root``, oldest first."""
+    """Complete checkpoint folders under ``root``, oldest first (temporary and incomplete
+    folders are left out)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and (p / TRAINER_NAME).is_file()]
+    found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and is_complete(p)]
     return sorted(found, key=lambda p: p.name)
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file, or on POSIX a folder: its entries) to disk."""
+    if path.is_dir() and os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` (and ``folder`` itself) to disk."""
+    for path in [*sorted(folder.rglob("*"), reverse=True), folder]:
+        _fsync(path)
 
 
 def save_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -111,15 +139,27 @@ def save_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                    "history": state.history, "rng": rng, "world_size": len(rng)}  # fmt: skip
         torch.save(trainer, tmp / TRAINER_NAME)
         (tmp / RECIPE_NAME).write_text(yaml.safe_dump(recipe, sort_keys=False))
+        _fsync_tree(tmp)
         if target.exists():
-            shutil.rmtree(target)
+            _remove(target)
         os.replace(tmp, target)
+        _fsync(root)  # the rename itself
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for old in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
+    for leftover in root.glob(".step_*"):  # temporary folders of a run that was killed
+        shutil.rmtree(leftover, ignore_errors=True)
     return target
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint folder: renamed to a temporary name first, so that an
+    interrupted delete never leaves a partial ``step_*`` folder behind."""
+    trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    os.replace(path, trash / path.name)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _torch_load(path: Path) -> Any:

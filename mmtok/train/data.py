@@ -8,8 +8,11 @@ file in name order (at least one) is the ``heldout`` split and the rest is ``tra
 Samples are addressed by keys ``(epoch, index)``: the dataset derives every random choice
 (crop position, flip) from ``(seed, epoch, index)``, so a sample does not depend on worker
 processes or on where a run was resumed. ``BatchPlan`` lists each epoch's batches of keys for
-one rank (a seeded ``DistributedSampler`` permutation), so the data position of a checkpoint
-is just ``(epoch, batch)``.
+one rank (the seeded ``DistributedSampler`` permutation, cut into global batches), so the data
+position of a checkpoint is just ``(epoch, batch)``. Rank r takes the r-th contiguous slice of
+every global batch: the ranks' batches concatenated in rank order are exactly the batch one
+process would take, so R processes train on the same global batches, in the same order, as one
+(and a run can be resumed with another number of processes without changing its data).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from mmtok.errors import ConfigError
 
@@ -78,7 +81,12 @@ def list_files(source: str | Path, split: str, suffixes: Sequence[str]) -> list[
 
 
 class BatchPlan:
-    """Per-epoch batches of keys for one rank: ``DistributedSampler`` order, full batches only.
+    """Per-epoch batches of keys for one rank: its slice of each full global batch.
+
+    Epoch e's order is the permutation ``DistributedSampler(shuffle=True, seed=seed)`` draws for
+    epoch e (``randperm`` seeded with seed + e), independent of the number of processes; it is
+    cut into global batches of ``batch_size * world`` keys (a short last batch is dropped) and
+    rank r takes keys ``[r * batch_size, (r + 1) * batch_size)`` of each.
 
     Args:
         size: number of samples in the dataset.
@@ -95,16 +103,14 @@ class BatchPlan:
                               f"{batch_size} x {world} processes; raise data.repeats")  # fmt: skip
 
     def batches_per_epoch(self) -> int:
-        return -(-self.size // self.world) // self.batch_size
+        return self.size // (self.batch_size * self.world)
 
     def epoch(self, epoch: int) -> list[list[Key]]:
-        sampler = DistributedSampler(range(self.size), num_replicas=self.world, rank=self.rank,
-                                     shuffle=True, seed=self.seed)  # fmt: skip
-        sampler.set_epoch(epoch)
-        order = list(sampler)
-        b = self.batch_size
-        return [[(epoch, i) for i in order[s : s + b]]
-                for s in range(0, self.batches_per_epoch() * b, b)]  # fmt: skip
+        g = torch.Generator().manual_seed(self.seed + epoch)  # as DistributedSampler.set_epoch
+        order = torch.randperm(self.size, generator=g).tolist()
+        b, global_b = self.batch_size, self.batch_size * self.world
+        return [[(epoch, i) for i in order[s + self.rank * b : s + (self.rank + 1) * b]]
+                for s in range(0, self.batches_per_epoch() * global_b, global_b)]  # fmt: skip
 
 
 def iterate_batches(dataset: Dataset, plan: BatchPlan, epoch: int, batch: int,

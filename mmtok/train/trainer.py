@@ -108,6 +108,15 @@ class _Dist:
             t = t / self.world
         return t
 
+    def broadcast_object(self, obj: object) -> object:
+        """Rank 0's ``obj`` (picklable) on every rank; ``obj`` itself in a single process."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        device = self.device if dist.get_backend() == "nccl" else None
+        dist.broadcast_object_list(box, src=0, device=device)
+        return box[0]
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
@@ -161,20 +170,28 @@ class Trainer:
     # --- resume --------------------------------------------------------------------------
     def _resume(self, resume: str | os.PathLike) -> None:
         if str(resume) == "latest":
-            found = ckpt.list_checkpoints(self.out_dir / "checkpoints")
-            if not found:
+            # rank 0 decides, so every rank loads the same step even if a checkpoint appears
+            # (or is removed) while the processes start
+            root = self.out_dir / "checkpoints"
+            found = ckpt.list_checkpoints(root) if self.dist.main else []
+            choice = self.dist.broadcast_object(str(found[-1]) if found else None)
+            if choice is None:
                 if self.dist.main:
-                    print(f"no checkpoint under {self.out_dir / 'checkpoints'}; starting fresh")
+                    print(f"no checkpoint under {root}; starting fresh")
                 return
-            path = found[-1]
+            path = Path(choice)
+            if not ckpt.is_complete(path):
+                raise CheckpointError(f"--resume: rank {self.dist.rank} cannot read checkpoint "
+                                      f"{str(path)!r}, the newest one rank 0 sees; out_dir must "
+                                      "be on storage shared by every node")  # fmt: skip
         else:
             path = Path(resume)
             if not path.is_dir():
                 raise CheckpointError(f"--resume: checkpoint folder {str(path)!r} does not exist")
         self.state, rng = ckpt.load_checkpoint(path, self.model, self.optimizer)
         if len(rng) != self.dist.world and self.dist.main:
-            print(f"warning: checkpoint written by {len(rng)} processes, resuming with "
-                  f"{self.dist.world}: the data order differs from the original run")  # fmt: skip
+            print(f"note: checkpoint written by {len(rng)} processes, resuming with "
+                  f"{self.dist.world}: same global batches, equal up to rounding")  # fmt: skip
         ckpt.set_rng_state(rng[self.dist.rank % len(rng)])
         self.resumed_from = path
         if self.dist.main:
