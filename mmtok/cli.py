@@ -6,6 +6,7 @@ Every MmtokError becomes one line on stderr and exit code 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def cmd_prep(args: argparse.Namespace) -> None:
 
     tokenizers = {m: getattr(args, f"{m}_tokenizer") for m in ("image", "audio", "video")}
     job = PrepJob(args.inputs, args.output, {m: t for m, t in tokenizers.items() if t},
-                  args.format, args.shard_size, args.workers, args.batch_size)  # fmt: skip
+                  args.format, args.shard_size, args.workers, args.batch_size, args.engine,
+                  args.ray_address)  # fmt: skip
     meta = run_prep(job)
     print(
         f"files {meta['files']}  failures {meta['failures']}  tokens {meta['tokens']}  "
@@ -127,8 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         pr.add_argument(f"--{m}-tokenizer", help=f"preset or checkpoint for {m} files")
     pr.add_argument("--format", default="parquet", choices=["parquet", "webdataset"])
     pr.add_argument("--shard-size", type=int, default=256, help="items per shard")
-    pr.add_argument("--workers", type=int, default=2, help="media decoding processes")
+    pr.add_argument("--workers", type=int, default=2,
+                    help="media decoding processes (ray: tokenizer actors)")  # fmt: skip
     pr.add_argument("--batch-size", type=int, default=8, help="same-shape items per encode")
+    pr.add_argument("--engine", default="local", choices=["local", "ray"],
+                    help="local processes, or Ray Data (pip install 'mmtok[ray]')")  # fmt: skip
+    pr.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
+                    help="Ray cluster (default: $RAY_ADDRESS, else a local instance)")  # fmt: skip
     pr.set_defaults(func=cmd_prep)
     dm = sub.add_parser("demo", help="tokenize sample media and write an HTML report")
     dm.add_argument("files", nargs="*", help="media files (default: the bundled samples)")

@@ -2,9 +2,10 @@
 
 Items are sorted by key and cut into shards of ``shard_size`` items, so the plan is the same
 on every run. Media is decoded in worker processes (``workers``) while the main process
-encodes; each shard is written to a temp file and renamed, after its failure and stats
-sidecars, so a restart skips finished shards and neither duplicates nor loses an item. Bad
-files go to ``failures.jsonl`` with the reason and the job goes on.
+encodes (``engine="ray"``: both on a Ray cluster, see ``mmtok.data.ray_engine``); each shard
+is written to a temp file and renamed, after its failure and stats sidecars, so a restart
+skips finished shards and neither duplicates nor loses an item. Bad files go to
+``failures.jsonl`` with the reason and the job goes on.
 """
 
 from __future__ import annotations
@@ -29,11 +30,18 @@ from mmtok.fileutil import atomic_path, make_dir
 from mmtok.media import MediaSpec, duration_s, read_spec
 
 DEFAULT_TOKENIZERS: dict[str, str] = {}  # modality -> preset; filled from presets at run time
+ENGINES = ("local", "ray")
 
 
 @dataclass
 class PrepJob:
-    """One prep run. tokenizers: modality -> preset name or checkpoint folder."""
+    """One prep run. tokenizers: modality -> preset name or checkpoint folder.
+
+    engine: "local" (``workers`` decoding processes on this machine) or "ray" (Ray Data;
+    ``workers`` tokenizer actors). ray_address: the cluster to join (None: Ray's default,
+    ``RAY_ADDRESS`` or else a local instance). Both engines write the same shards, so either
+    can resume a job.
+    """
 
     inputs: list[str]
     out_dir: str
@@ -42,6 +50,8 @@ class PrepJob:
     shard_size: int = 256
     workers: int = 2
     batch_size: int = 8
+    engine: str = "local"
+    ray_address: str | None = None
 
 
 @dataclass
@@ -213,13 +223,30 @@ def _finish(out: Path, n_shards: int, vocab: Vocabulary, elapsed: float) -> dict
     return meta
 
 
-def run_prep(job: PrepJob) -> dict:
-    """Run (or resume) a prep job; returns the totals written to meta.json."""
+@dataclass
+class Plan:
+    """The fixed shard plan of a job and what is left of it (the same for every engine)."""
+
+    out: Path
+    shards: list[list[Item]]  # items sorted by key, cut every shard_size
+    pending: list[int]  # shards not yet on disk
+    encoders: dict[str, Encoder]
+    vocab: Vocabulary
+
+    def todo(self) -> list[tuple[Item, MediaSpec]]:
+        """The decode tasks of the pending shards, in item order."""
+        items = [it for i in self.pending for it in self.shards[i]]
+        return [(it, self.encoders[it.modality].spec) for it in items]
+
+
+def plan_job(job: PrepJob) -> Plan:
+    """Check the job, load its tokenizers, write vocab.json and find the unfinished shards."""
     if job.fmt not in FORMATS:
         raise InputError(f"format must be one of {sorted(FORMATS)}, got {job.fmt!r}")
     if job.shard_size < 1:
         raise InputError(f"shard_size must be >= 1, got {job.shard_size}")
-    start = time.perf_counter()
+    if job.engine not in ENGINES:
+        raise InputError(f"engine must be one of {list(ENGINES)}, got {job.engine!r}")
     out = make_dir(job.out_dir, "prep output folder")
     items = collect(job.inputs)
     if not items:
@@ -230,35 +257,70 @@ def run_prep(job: PrepJob) -> dict:
     vocab.save(out / "vocab.json")
     shards = [items[i : i + job.shard_size] for i in range(0, len(items), job.shard_size)]
     pending = [i for i in range(len(shards)) if not shard_path(out, i, job.fmt).exists()]
-    todo = [(it, encoders[it.modality].spec) for i in pending for it in shards[i]]
-    _encode_pending(out, job, shards, pending, todo, encoders, vocab)
-    return _finish(out, len(shards), vocab, time.perf_counter() - start)
+    return Plan(out, shards, pending, encoders, vocab)
 
 
-def _encode_pending(out: Path, job: PrepJob, shards: list, pending: list, todo: list,
-                    encoders: dict[str, Encoder], vocab: Vocabulary) -> None:  # fmt: skip
-    owner = {it.key: i for i in pending for it in shards[i]}
-    left = {i: len(shards[i]) for i in pending}
-    rows: dict[int, list] = {i: [] for i in pending}
-    fails: dict[int, list] = {i: [] for i in pending}
-    n_tokens, t0 = 0, time.perf_counter()
-    bar = tqdm(total=len(todo), desc="prep", unit="file", disable=not todo)
-    groups = _batches(_decoded(todo, job.workers), encoders, job.batch_size)
-    for group, failure in groups:
-        done = [failure[0]] if failure else [it for it, _ in group]
-        if failure:
-            fails[owner[failure[0].key]].append(
-                {"key": failure[0].key, "path": failure[0].path, "error": failure[1]}
-            )
+class ShardBook:
+    """Rows and failures of the pending shards; writes a shard once all its items are in.
+
+    Rows and failures are written in key (= item) order whatever order they arrive in, so
+    engines that finish items out of order still write the same shards.
+    """
+
+    def __init__(self, plan: Plan, job: PrepJob) -> None:
+        self.plan, self.job = plan, job
+        self.owner = {it.key: i for i in plan.pending for it in plan.shards[i]}
+        self.left = {i: len(plan.shards[i]) for i in plan.pending}
+        self.rows: dict[int, list] = {i: [] for i in plan.pending}
+        self.fails: dict[int, list] = {i: [] for i in plan.pending}
+        self.tokens, self.t0 = 0, time.perf_counter()
+        self.bar = tqdm(total=len(self.owner), desc="prep", unit="file", disable=not self.owner)
+
+    def add(self, item: Item, row: dict | None = None, error: str | None = None) -> None:
+        """Record one item: its row, or (row None) the reason it failed."""
+        i = self.owner[item.key]
+        if row is None:
+            self.fails[i].append({"key": item.key, "path": item.path, "error": error})
         else:
-            for r in _encode_group(group, encoders, vocab):
-                rows[owner[r["key"]]].append(r)
-                n_tokens += r["num_tokens"]
-        for it in done:
-            i = owner[it.key]
-            left[i] -= 1
-            if left[i] == 0:
-                _write_shard(out, i, job, rows.pop(i), fails.pop(i), vocab)
-        bar.update(len(done))
-        bar.set_postfix(tokens_s=f"{n_tokens / max(time.perf_counter() - t0, 1e-9):,.0f}")
-    bar.close()
+            self.rows[i].append(row)
+            self.tokens += row["num_tokens"]
+        self.left[i] -= 1
+        if self.left[i] == 0:
+            del self.left[i]
+            rows = sorted(self.rows.pop(i), key=lambda r: r["key"])
+            fails = sorted(self.fails.pop(i), key=lambda f: f["key"])
+            _write_shard(self.plan.out, i, self.job, rows, fails, self.plan.vocab)
+        self.bar.update(1)
+        rate = self.tokens / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix(tokens_s=f"{rate:,.0f}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.left:
+            raise RuntimeError(f"prep engine lost items of shards {sorted(self.left)}")
+
+
+def run_prep(job: PrepJob) -> dict:
+    """Run (or resume) a prep job; returns the totals written to meta.json."""
+    start = time.perf_counter()
+    plan = plan_job(job)
+    if job.engine == "ray":
+        from mmtok.data.ray_engine import encode_pending_ray
+
+        encode_pending_ray(job, plan)
+    else:
+        _encode_pending(job, plan)
+    return _finish(plan.out, len(plan.shards), plan.vocab, time.perf_counter() - start)
+
+
+def _encode_pending(job: PrepJob, plan: Plan) -> None:
+    book = ShardBook(plan, job)
+    groups = _batches(_decoded(plan.todo(), job.workers), plan.encoders, job.batch_size)
+    for group, failure in groups:
+        if failure:
+            book.add(failure[0], error=failure[1])
+            continue
+        for (item, _), row in zip(group, _encode_group(group, plan.encoders, plan.vocab),
+                                  strict=True):  # fmt: skip
+            book.add(item, row=row)
+    book.close()
