@@ -160,8 +160,9 @@ class Tokenizer(Configurable, nn.Module):
         return Tokens(ids, tuple(x.shape[2:]), self.codebook_size, self.modality,
                       self.fingerprint(), self.name)  # fmt: skip
 
-    def decode(self, tokens: Tokens | Tensor) -> Tensor:
-        """Tokens (or raw ids ``[B, Q, *grid]``) -> ``[B, C, *S]`` float (cropped to input_size)."""
+    def unpack_tokens(self, tokens: Tokens | Tensor, grid_axes: int) -> tuple[Tensor, tuple | None]:
+        """``(ids [B, Q, *grid], input size or None)`` of Tokens (refused when another tokenizer
+        made them) or of raw ids; InputError unless the ids have ``grid_axes`` grid axes."""
         if isinstance(tokens, Tokens):
             if tokens.tokenizer_id and tokens.tokenizer_id != self.fingerprint():
                 raise InputError(
@@ -172,9 +173,14 @@ class Tokenizer(Configurable, nn.Module):
             ids, size = tokens.ids, tokens.input_size
         else:
             ids, size = tokens, None
-        if not isinstance(ids, Tensor) or ids.ndim != 2 + len(self.downsample):
-            raise InputError(f"tokens: expected ids [B, Q, {len(self.downsample)} grid axes], "
+        if not isinstance(ids, Tensor) or ids.ndim != 2 + grid_axes:
+            raise InputError(f"tokens: expected ids [B, Q, {grid_axes} grid axes], "
                              f"got {getattr(ids, 'shape', type(ids).__name__)}")  # fmt: skip
+        return ids, size
+
+    def decode(self, tokens: Tokens | Tensor) -> Tensor:
+        """Tokens (or raw ids ``[B, Q, *grid]``) -> ``[B, C, *S]`` float (cropped to input_size)."""
+        ids, size = self.unpack_tokens(tokens, len(self.downsample))
         grid = tuple(ids.shape[2:])
         size = size or tuple(g * d for g, d in zip(grid, self.downsample, strict=True))
         with eval_mode(self):

@@ -204,29 +204,14 @@ class AudioTokenizer(Tokenizer):
         return [self._tokens(t[None], c.shape[1]) for t, c in zip(ids, clips, strict=True)]
 
     # --- decode -------------------------------------------------------------------------
-    def _unpack(self, tokens: Tokens | Tensor) -> tuple[Tensor, int]:
-        if isinstance(tokens, Tokens):
-            if tokens.tokenizer_id and tokens.tokenizer_id != self.fingerprint():
-                raise InputError(
-                    f"tokens: made by tokenizer {tokens.tokenizer_id} "
-                    f"({tokens.tokenizer_name or 'unknown'}), this is {self.fingerprint()} "
-                    f"({self.name or 'unnamed'}); decode them with the tokenizer that made them"
-                )
-            ids, size = tokens.ids, tokens.input_size[0]
-        else:
-            ids, size = tokens, None
-        if not isinstance(ids, Tensor) or ids.ndim != 3:
-            raise InputError(f"tokens: expected ids [B, Q, t], "
-                             f"got {getattr(ids, 'shape', type(ids).__name__)}")  # fmt: skip
-        return ids, size or ids.shape[2] * self.hop
-
     def decode(self, tokens: Tokens | Tensor, *, window: int | None = None) -> Tensor:
         """Tokens (or ids ``[B, Q, t]``) -> ``[B, C, T]`` float in [-1, 1] (cropped to T).
 
         window: frames per decoder window (default ``window_samples // hop``); each window
         reads the latent frames its samples depend on, so the output has no seams.
         """
-        ids, size = self._unpack(tokens)
+        ids, size = self.unpack_tokens(tokens, 1)
+        size = size[0] if size else ids.shape[2] * self.hop
         w, t, hop = self._window_frames(window), ids.shape[2], self.hop
         with eval_mode(self):
             out = torch.empty(ids.shape[0], self.channels, t * hop, device=ids.device)
