@@ -19,18 +19,11 @@ from mmtok.data.shards import read_rows
 from mmtok.data.vocab import SPECIALS
 from mmtok.errors import InputError
 from mmtok.image.io import save_image
-from mmtok.image.tokenizer import image_tokenizer
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    tok = image_tokenizer(downsample=4, hidden=8, latent_dim=8, codebook_size=32)
-    tok.train()
-    tok(torch.rand(2, 3, 16, 16) * 2 - 1)
-    path = tmp_path_factory.mktemp("ck") / "image"
-    tok.save_pretrained(path)
-    return path
+def ckpt(tiny_image_ckpt):
+    return tiny_image_ckpt
 
 
 def _media(root: Path, n: int = 7, size: int = 16) -> Path:

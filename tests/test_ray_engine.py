@@ -7,25 +7,17 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from mmtok.cli import build_parser, main
 from mmtok.data import PrepJob, run_prep
 from mmtok.data.shards import read_rows
 from mmtok.errors import InputError
-from mmtok.image.tokenizer import image_tokenizer
 from tests.test_prep import _media
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    tok = image_tokenizer(downsample=4, hidden=8, latent_dim=8, codebook_size=32)
-    tok.train()
-    tok(torch.rand(2, 3, 16, 16) * 2 - 1)
-    path = tmp_path_factory.mktemp("ck") / "image"
-    tok.save_pretrained(path)
-    return path
+def ckpt(tiny_image_ckpt):
+    return tiny_image_ckpt
 
 
 @pytest.fixture(scope="module")
