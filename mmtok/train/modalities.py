@@ -2,7 +2,7 @@
 
 A recipe's ``model.modality`` picks an entry; the rest of its ``model`` section is passed to
 the entry's ``factory`` as keyword arguments (checked against its signature by the config).
-Audio and video join by adding an entry: ``MODALITIES["audio"] = Modality(...)``.
+Each modality module (``mmtok.train.image``, ``video``, ``audio``) provides the entry's functions.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from mmtok.image.tokenizer import image_tokenizer
 from mmtok.tokenizer import Tokenizer
-from mmtok.train import image, video
+from mmtok.train import audio, image, video
 
 if TYPE_CHECKING:
     from mmtok.train.config import DataConfig, ModelConfig
@@ -38,6 +38,7 @@ class Modality:
 MODALITIES: dict[str, Modality] = {
     "image": Modality(image_tokenizer, image.train_set, image.eval_set, image.plot_examples),
     "video": Modality(video.build_tokenizer, video.train_set, video.eval_set, video.plot_examples),
+    "audio": Modality(audio.build_tokenizer, audio.train_set, audio.eval_set, audio.plot_examples),
 }
 
 
