@@ -23,12 +23,12 @@ def _load(name: str):  # noqa: ANN202 (Tokenizer; import kept lazy for a fast --
 
 
 def _default_preset(modality: str) -> str:
-    from mmtok.presets import PRESETS, list_presets
+    from mmtok.presets import default_preset
 
-    for name in list_presets():
-        if PRESETS[name].modality == modality:
-            return name
-    raise InputError(f"no bundled preset for {modality}; pass --preset NAME_OR_CHECKPOINT_DIR")
+    name = default_preset(modality)
+    if name is None:
+        raise InputError(f"no bundled preset for {modality}; pass --preset NAME_OR_CHECKPOINT_DIR")
+    return name
 
 
 def _out_path(src: Path, out: Path, many: bool, suffix: str) -> Path:

@@ -49,12 +49,12 @@ def sample_files() -> list[Path]:
 
 
 def _default_preset(modality: str) -> str:
-    from mmtok.presets import PRESETS, list_presets
+    from mmtok.presets import default_preset
 
-    for name in list_presets():
-        if PRESETS[name].modality == modality:
-            return name
-    raise InputError(f"no bundled {modality} preset")
+    name = default_preset(modality)
+    if name is None:
+        raise InputError(f"no bundled {modality} preset")
+    return name
 
 
 def _quality(modality: str, x: torch.Tensor, y: torch.Tensor) -> dict[str, str]:

@@ -14,9 +14,12 @@ ASSETS = Path(__file__).parent / "assets"
 
 @dataclass(frozen=True)
 class Preset:
+    """default: the preset ``default_preset`` picks for its modality (else the first by name)."""
+
     modality: str
     description: str
     sha256: str
+    default: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -35,3 +38,10 @@ def preset_dir(name: str) -> Path:
 def list_presets() -> list[str]:
     """Names of the bundled presets whose files are present."""
     return sorted(n for n in PRESETS if (preset_dir(n) / "config.json").is_file())
+
+
+def default_preset(modality: str) -> str | None:
+    """The bundled preset used for ``modality`` when none is named (demo, encode, prep): the
+    one marked ``default``, else the first present one by name; None when there is none."""
+    names = [n for n in list_presets() if PRESETS[n].modality == modality]
+    return next((n for n in names if PRESETS[n].default), names[0] if names else None)

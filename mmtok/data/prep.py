@@ -65,12 +65,11 @@ class Encoder:
 
 def _load_encoders(job: PrepJob, modalities: set[str]) -> dict[str, Encoder]:
     from mmtok.checkpoint import load_pretrained
-    from mmtok.presets import PRESETS, list_presets
+    from mmtok.presets import default_preset
 
     out = {}
     for modality in sorted(modalities):
-        name = job.tokenizers.get(modality) or next(
-            (n for n in list_presets() if PRESETS[n].modality == modality), None)  # fmt: skip
+        name = job.tokenizers.get(modality) or default_preset(modality)
         if name is None:
             raise InputError(f"no tokenizer for {modality} inputs: pass --{modality}-tokenizer")
         model = load_pretrained(name)
