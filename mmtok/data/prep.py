@@ -10,8 +10,13 @@ skips finished shards and neither duplicates nor loses an item. Bad files go to
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import json
+import os
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -116,13 +121,26 @@ def _identity(x: object) -> object:
     return x
 
 
+def _die_with_parent(parent: int, _worker_id: int) -> None:
+    """Decoding worker start-up (Linux): SIGKILL this worker when the prep process dies.
+
+    Without it a prep process killed with SIGKILL (OOM killer, a preempted job) leaves its
+    workers asleep forever, each holding its memory (benchmarks/soak.py found them).
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the prep process died before prctl took effect
+            os._exit(1)
+
+
 def _decoded(tasks: list, workers: int) -> Iterator:
     """Decoded items in task order; ``workers`` processes decode ahead of the encoder."""
     if workers <= 0:
         yield from map(_decode, tasks)
         return
+    init = functools.partial(_die_with_parent, os.getpid())
     loader = DataLoader(_DecodeTasks(tasks), batch_size=None, num_workers=workers,
-                        prefetch_factor=4, collate_fn=_identity)  # fmt: skip
+                        prefetch_factor=4, collate_fn=_identity, worker_init_fn=init)  # fmt: skip
     yield from loader
 
 
