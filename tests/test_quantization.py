@@ -51,6 +51,20 @@ def test_quantized_equals_decode_of_ids(name):
     assert torch.equal(q(x).ids, out.ids)  # eval is deterministic
 
 
+@pytest.mark.parametrize("name", sorted(QUANTIZERS))
+def test_encode_equals_forward_ids(name):
+    torch.manual_seed(0)
+    q = QUANTIZERS[name]()
+    x = torch.randn(3, 50, q.dim)
+    _train(q, x)
+    ids = q(x).ids
+    if hasattr(q, "reset_usage"):
+        q.reset_usage()
+    assert torch.equal(q.encode(x), ids)
+    if isinstance(q, VectorQuantizer):  # the eval encode is the bare code search
+        assert int(q.codebook.usage.sum()) == 0
+
+
 @pytest.mark.parametrize("name", ["vq", "vq_lowdim", "rvq", "fsq"])
 def test_gradient_reaches_input(name):
     torch.manual_seed(0)

@@ -24,6 +24,7 @@ from mmtok.quantization.distributed import all_reduce_sum_, gather_rows, global_
 from mmtok.quantization.metrics import usage_metrics
 
 Init = Literal["kmeans", "data", "uniform", "normal"]
+MAX_ROWS = 1024  # rows per search GEMM: large enough that MKL packs the codes rarely
 
 
 class StepRng(nn.Module):
@@ -56,28 +57,35 @@ class StepRng(nn.Module):
 
 
 def nearest_code(
-    x: Tensor, embed: Tensor, cosine: bool = False, chunk_bytes: int = 4 << 20
+    x: Tensor, embed: Tensor, cosine: bool = False, chunk_bytes: int = 32 << 20
 ) -> Tensor:
     """Index of the nearest code for each row: ``x`` ``[M, d]``, ``embed`` ``[K, d]`` -> ``[M]``.
 
     Euclidean: argmax of ``x . e - |e|^2 / 2`` (same argmin as the distance). Cosine: argmax of
-    ``x . e`` (both normalised by the caller). Rows are processed in chunks so the score block
-    stays under ``chunk_bytes`` (bounded extra memory for any K); ties go to the lowest index.
-    A short last chunk is zero-padded to the chunk's row count, because BLAS kernels round
-    differently for different row counts: this way the ids of a row never depend on M.
+    ``x . e`` (both normalised by the caller). Rows go in chunks of a fixed row count (at most
+    ``MAX_ROWS``, and the ``[rows, K]`` score block under ``chunk_bytes``: bounded extra memory
+    for any K) into one reused score buffer; ties go to the lowest index. A short last chunk
+    is zero-padded to the chunk's row count, because BLAS kernels round differently for
+    different row counts: this way the ids of a row never depend on M.
     """
     k = embed.shape[0]
-    rows = max(1, chunk_bytes // (4 * k))
+    rows = max(1, min(MAX_ROWS, chunk_bytes // (4 * k)))
     e_t = embed.t()
     bias = None if cosine else embed.pow(2).sum(1).mul(-0.5)
     m = x.shape[0]
     out = torch.empty(m, dtype=torch.long, device=x.device)
+    scores = x.new_empty(rows, k)  # reused by every chunk
+    best = (x.new_empty(rows), torch.empty(rows, dtype=torch.long, device=x.device))
     for s in range(0, m, rows):
         xs = x[s : s + rows]
         if xs.shape[0] < rows:  # every GEMM gets the same row count: ids never depend on M
             xs = torch.cat([xs, xs.new_zeros(rows - xs.shape[0], xs.shape[1])])
-        scores = xs @ e_t if bias is None else torch.addmm(bias, xs, e_t)
-        out[s : s + rows] = torch.argmax(scores, dim=1)[: m - s]
+        if bias is None:
+            torch.mm(xs, e_t, out=scores)
+        else:
+            torch.addmm(bias, xs, e_t, out=scores)
+        torch.max(scores, dim=1, out=best)  # first maximal index, faster than argmax on CPU
+        out[s : s + rows] = best[1][: m - s]
     return out
 
 

@@ -103,6 +103,19 @@ class VectorQuantizer(Quantizer):
         out, ids, loss, metrics = self.quantize(x)
         return QuantizerOutput(out.to(x.dtype), ids.unsqueeze(-1), loss, to_host(metrics))
 
+    def encode(self, x: Tensor, n_q: int | None = None) -> Tensor:
+        """Ids only: ``[B, N, D]`` -> ``[B, N, 1]`` int64 < K. In eval mode just the code
+        search (no lookup, loss, metrics or usage count), the same ids as ``forward``; in
+        train mode ``forward`` (which also updates the codebook)."""
+        if self.training:
+            return super().encode(x, n_q=n_q)
+        check_latents(x, self.dim)
+        if n_q not in (None, 1):
+            raise InputError(f"n_q: a VectorQuantizer has 1 code stream, got n_q={n_q}")
+        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+            z = self._to_code_space(x.float()).reshape(-1, self.codebook_dim)  # [M, d]
+            return self.codebook.search(z).reshape(*x.shape[:-1], 1)
+
     def decode_ids(self, ids: Tensor) -> Tensor:
         """``ids`` ``[B, N, 1]`` int64 in [0, K) -> ``[B, N, D]`` fp32."""
         check_ids(ids, 1, self.codebook_size)
