@@ -1,10 +1,12 @@
 """Video tokenizer benchmark: clips/s, encoder FLOP efficiency, streaming memory.
 
-Legend: B batch (clips per call), clip = 16 frames x 64 x 64 (the default factory config,
-``video_tokenizer()``: 4x4x4 downsample -> 4x16x16 tokens).
+Legend: B batch (clips per call), clip = 16 frames x 64 x 64 (4x4x4 downsample -> 4x16x16
+tokens). The model is the bundled ``video-small`` preset when present, else the default factory
+config ``video_tokenizer()`` with random weights; ``--model`` names another preset or folder.
 
-    python3 benchmarks/video.py           # full run (~2 minutes on 2 threads)
-    python3 benchmarks/video.py --quick   # smoke run (one repeat, short videos)
+    python3 benchmarks/video.py                  # full run (~2 minutes on 2 threads)
+    python3 benchmarks/video.py --quick          # smoke run (one repeat, short videos)
+    python3 benchmarks/video.py --model factory  # video_tokenizer() with random weights
 
 One table, measured in one run on 2 threads:
 - encode (``tok.encode``: pad, encoder, codebook search) and decode (``tok.decode``) clips/s at
@@ -130,16 +132,33 @@ def write_video(path: Path, seconds: int, size: int = 256) -> None:
         out.mux(stream.encode())
 
 
-def mem_child(path: str, fps: float) -> None:
-    """In a fresh process: tokenize ``path`` clip by clip from a stream; print JSON."""
+def default_model() -> str:
+    """``video-small`` when bundled, else ``factory`` (``video_tokenizer()``, random weights)."""
+    from mmtok.presets import list_presets
+
+    return "video-small" if "video-small" in list_presets() else "factory"
+
+
+def load_model(name: str) -> torch.nn.Module:
+    """``factory``: ``video_tokenizer()`` with random weights; else a preset or folder."""
+    if name == "factory":
+        from mmtok.video.tokenizer import video_tokenizer
+
+        return video_tokenizer().eval()
+    from mmtok.checkpoint import load_pretrained
+
+    return load_pretrained(name)
+
+
+def mem_child(model: str, path: str, fps: float) -> None:
+    """In a fresh process: tokenize ``path`` clip by clip from a stream at ``fps``; print JSON."""
     setup_threads(THREADS)
     from mmtok.video.io import iter_clips
-    from mmtok.video.tokenizer import video_tokenizer
 
-    tok = video_tokenizer(fps=fps).eval()
+    tok = load_model(model)
     start_rss = rss_mb()
     t0, ids, frames = time.perf_counter(), [], 0
-    for clip in iter_clips(path, tok.clip_frames, fps=tok.fps):
+    for clip in iter_clips(path, tok.clip_frames, fps=fps):
         # the last clip without its padding frames: ids == one encode of the whole video
         ids.append(tok.encode(clip.frames[None, :, : clip.n_real]).ids)
         frames += clip.n_real
@@ -150,7 +169,7 @@ def mem_child(path: str, fps: float) -> None:
     print(json.dumps(result))
 
 
-def memory_rows(mode: Mode) -> list[list[str]]:
+def memory_rows(mode: Mode, model: str) -> list[list[str]]:
     """Peak RSS for the short and the long synthetic video, each in a fresh process."""
     rows, peaks = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,8 +177,8 @@ def memory_rows(mode: Mode) -> list[list[str]]:
             path = Path(tmp) / f"synthetic_{seconds}s.mp4"
             write_video(path, seconds)
             quiet()
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--mem-child", str(path),
-                   str(mode.sample_fps)]  # fmt: skip
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--mem-child", model,
+                   str(path), str(mode.sample_fps)]  # fmt: skip
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             res = json.loads(out.strip().splitlines()[-1])
             peaks.append(res["peak_mb"])
@@ -178,22 +197,24 @@ HEADERS = ["measure", "batch", "value", "detail", "target"]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one repeat, short videos (smoke run)")
-    ap.add_argument("--mem-child", nargs=2, help=argparse.SUPPRESS)  # path, fps
+    ap.add_argument("--model", help="preset name, checkpoint folder or 'factory' "
+                    "(default: video-small if bundled, else factory)")  # fmt: skip
+    ap.add_argument("--mem-child", nargs=3, help=argparse.SUPPRESS)  # model, path, fps
     args = ap.parse_args()
     if args.mem_child:
-        return mem_child(args.mem_child[0], float(args.mem_child[1]))
+        return mem_child(args.mem_child[0], args.mem_child[1], float(args.mem_child[2]))
     setup_threads(THREADS)
     mode = QUICK if args.quick else FULL
-    from mmtok.video.tokenizer import video_tokenizer
-
-    tok = video_tokenizer().eval()
+    model = args.model or default_model()
+    tok = load_model(model)
     n_params = sum(p.numel() for p in tok.parameters()) / 1e6
-    print(f"video benchmark ({'quick' if args.quick else 'full'}): video_tokenizer() "
+    label = "video_tokenizer() (random weights)" if model == "factory" else model
+    print(f"video benchmark ({'quick' if args.quick else 'full'}): {label} "
           f"({n_params:.1f}M params), clip {'x'.join(map(str, CLIP))} -> "
           f"{'x'.join(map(str, tok.token_grid(CLIP)))} tokens, {machine_line()}")  # fmt: skip
     floor = floor_gflops(mode.repeats)
     rows = speed_rows(tok, floor, mode.repeats)
-    rows += memory_rows(mode)
+    rows += memory_rows(mode, model)
     print_table(HEADERS, rows, left=1)
     how = "iter_clips stream, fresh process each (ru_maxrss)"
     print(f"memory: 256x256 synthetic video ({SOURCE_FPS} fps source) sampled at "
