@@ -27,6 +27,7 @@ from mmtok.train.audio import (
     eval_set,
     evaluate_heldout,
     plot_examples,
+    snr,
 )
 from mmtok.train.losses import TrainingLoss, available_losses
 from mmtok.train.modalities import build_model
@@ -170,6 +171,10 @@ def test_si_snr_matches_its_definition():
         target = (est @ ref) / (ref @ ref) * ref
         want = 10 * math.log10(float(target @ target) / float((est - target) @ (est - target)))
         assert si_snr(x, y) == pytest.approx(want, abs=1e-3)
+        plain = 10 * math.log10(float((x.double() ** 2).sum() / ((x - y).double() ** 2).sum()))
+        assert snr(x, y) == pytest.approx(plain, abs=1e-6)
+    # SI-SNR's optimal scale may be negative: it cannot see a polarity inversion, SNR can
+    assert si_snr(x, -x) > 60 and snr(x, -x) == pytest.approx(10 * math.log10(1 / 4))
 
 
 # --- training -------------------------------------------------------------------------------
@@ -193,6 +198,7 @@ def test_tiny_run_resumes_exactly_and_reports_heldout_metrics(manifest, tmp_path
     x = eval_set(load_config(tmp_path / "a.yaml").data, AudioSpec(RATE, 1))[0][None]
     y = tok.decode(tok.encode(x))
     assert report.si_snr_db == pytest.approx(si_snr(x, y), abs=1e-6)
+    assert report.snr_db == pytest.approx(snr(x, y), abs=1e-9)
     assert report.mel_distance == pytest.approx(float(mel_distance(x, y, RATE)[0]), rel=1e-6)
     assert report.clips == 1 and report.seconds == pytest.approx(1.0)
     assert math.isfinite(report.mel_distance) and report.mel_distance > 0

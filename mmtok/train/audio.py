@@ -20,8 +20,8 @@ L1, 1024-point FFT, 80 bands at the tokenizer's rate), ``linf`` (mean of the 204
 absolute errors, Jukebox's small L-infinity term); with ``l1`` / ``l2`` / ``quantizer``.
 
 ``python -m mmtok.train.audio PRESET_OR_DIR [--recipe R]`` prints the held-out metrics of a
-trained tokenizer (SI-SNR, multi-resolution mel distance, codebook usage, token rate, bitrate);
-see recipes/README.md.
+trained tokenizer (SI-SNR, plain SNR, multi-resolution mel distance, codebook usage, token rate,
+bitrate); see recipes/README.md.
 """
 
 from __future__ import annotations
@@ -217,6 +217,13 @@ def plot_examples(originals: Sequence[Tensor], recons: Sequence[Tensor], path: P
 
 
 # --- held-out evaluation --------------------------------------------------------------------
+def snr(x: Tensor, y: Tensor) -> float:
+    """Plain SNR in dB of ``y`` against ``x``: ``10 log10(|x|^2 / |x - y|^2)``. Unlike SI-SNR it
+    is not blind to a polarity inversion (SI-SNR's optimal scale may be negative)."""
+    x, y = x.double(), y.double()
+    return float(10 * torch.log10(x.pow(2).sum() / (x - y).pow(2).sum().clamp_min(1e-20)))
+
+
 @dataclass
 class HeldoutReport:
     """Held-out quality of an audio tokenizer: means over clips, usage over all of them."""
@@ -224,6 +231,7 @@ class HeldoutReport:
     clips: int
     seconds: float  # total held-out audio
     si_snr_db: float
+    snr_db: float
     mel_distance: float
     used_codes: int
     total_codes: int
@@ -234,12 +242,13 @@ class HeldoutReport:
     per_clip: dict[str, dict[str, float]]
 
     def text(self) -> str:
-        rows = [f"  {name}: SI-SNR {m['si_snr_db']:.2f} dB, mel distance {m['mel_distance']:.3f}"
+        rows = [f"  {name}: SI-SNR {m['si_snr_db']:.2f} dB, SNR {m['snr_db']:.2f} dB, "
+                f"mel distance {m['mel_distance']:.3f}"
                 for name, m in self.per_clip.items()]  # fmt: skip
         return "\n".join([
             f"held-out clips: {self.clips} ({self.seconds:.1f} s)",
-            f"SI-SNR {self.si_snr_db:.2f} dB, multi-resolution mel distance "
-            f"{self.mel_distance:.3f}",
+            f"SI-SNR {self.si_snr_db:.2f} dB, SNR {self.snr_db:.2f} dB, multi-resolution mel "
+            f"distance {self.mel_distance:.3f}",
             f"codebook usage {self.usage:.1%} ({self.used_codes}/{self.total_codes})",
             f"token rate {self.token_rate:,.2f} frames/s, {self.tokens_per_second:,.2f} "
             f"tokens/s, bitrate {self.bitrate / 1000:,.2f} kbit/s",
@@ -250,8 +259,8 @@ class HeldoutReport:
 @torch.no_grad()
 def evaluate_heldout(tok: AudioTokenizer, cfg: DataConfig) -> HeldoutReport:
     """Encode + decode (the exact windowed paths) the held-out clips of ``cfg`` with ``tok``:
-    SI-SNR (``mmtok.metrics.si_snr``) and multi-resolution mel distance per clip, codebook
-    usage over all clips."""
+    SI-SNR (``mmtok.metrics.si_snr``), plain SNR and multi-resolution mel distance per clip,
+    codebook usage over all clips."""
     spec, per_clip, hits, samples = AudioSpec.of(tok), {}, None, 0
     for f in _eval_files(cfg):
         x = heldout_clip(f, spec, cfg.eval_size)[None]  # [1, C, T]
@@ -259,6 +268,7 @@ def evaluate_heldout(tok: AudioTokenizer, cfg: DataConfig) -> HeldoutReport:
         y = tok.decode(tokens)
         per_clip[f.name] = {
             "si_snr_db": si_snr(x, y),
+            "snr_db": snr(x, y),
             "mel_distance": float(mel_distance(x, y, tok.sample_rate)[0]),
         }
         ids = tokens.ids[0]  # [Q, t]
@@ -270,6 +280,7 @@ def evaluate_heldout(tok: AudioTokenizer, cfg: DataConfig) -> HeldoutReport:
     return HeldoutReport(
         clips=n, seconds=samples / tok.sample_rate,
         si_snr_db=sum(m["si_snr_db"] for m in per_clip.values()) / n,
+        snr_db=sum(m["snr_db"] for m in per_clip.values()) / n,
         mel_distance=sum(m["mel_distance"] for m in per_clip.values()) / n,
         used_codes=used, total_codes=hits.numel(), usage=used / hits.numel(),
         token_rate=tok.token_rate, tokens_per_second=tps, bitrate=tok.bitrate(),
