@@ -5,12 +5,14 @@ hop = samples per token; the levels are hops 8 / 32 / 128 at 22050 Hz.
 
     python3 benchmarks/audio.py                 # full run (~2 minutes on 2 threads)
     python3 benchmarks/audio.py --quick         # smoke run (one repeat, 1 / 2 minute inputs)
-    python3 benchmarks/audio.py --preset NAME   # bundled presets / checkpoints, comma-separated
+    python3 benchmarks/audio.py --preset NAME   # presets / checkpoints, comma-separated
+    python3 benchmarks/audio.py --random        # random-weight audio_tokenizer(hop=h) levels
 
 One table, measured in one run on 2 threads:
 - encode (``tok.encode``: windows, encoder, codebook search) and decode (``tok.decode``) RTF of
-  each level on the same 10 s synthetic music clip; without ``--preset`` the levels are
-  ``audio_tokenizer(hop=h)`` with random weights (the speed does not depend on the weights);
+  each level on the same 10 s synthetic music clip; the levels are the bundled audio presets
+  (``audio-hop8``, ``audio-hop32``, ``audio-hop128``, by hop) unless ``--preset`` names others,
+  or ``audio_tokenizer(hop=h)`` with random weights with ``--random`` or when none is bundled;
 - the ``encodec`` package's 24 kHz model built with random weights
   (``EncodecModel.encodec_model_24khz(pretrained=False)``, 6 kbps) on that clip resampled to
   24 kHz: the peer, measured in the same run;
@@ -18,7 +20,8 @@ One table, measured in one run on 2 threads:
   float32) and encodes it with every level (``MultiLevelAudioTokenizer.encode``, the
   dataset-prep path), run with ``MALLOC_MMAP_THRESHOLD_`` fixed so RSS follows live memory,
   and once more for the 10-minute file with glibc's default (dynamic) threshold.
-Targets: the default level (hop 32, or the first preset) encodes >= 100x real time and at
+Targets: the default level (the default audio preset, hop 32; else the first preset named)
+encodes >= 100x real time and at
 least as fast as EnCodec; peak RSS of the 10-minute file <= 1.5 GB; working memory (peak RSS
 of the encode minus the RSS once the input is loaded, minus the output ids) flat in the input
 length (10 min <= 1.2x 1 min).
@@ -75,6 +78,30 @@ def music(seconds: float, sr: int = SR) -> torch.Tensor:
     x += 0.15 * torch.sin(2 * math.pi * (330 + 4 * (t % 10)) * t)
     x += 0.2 * torch.sin(2 * math.pi * 660 * t) * torch.exp(-6 * (t % 0.5))
     return (x + 0.02 * torch.randn(t.shape, generator=g)).clamp(-1, 1)[None, None]
+
+
+def bundled_levels() -> list[str]:
+    """The bundled audio presets, by hop (the hop is in the config, read without loading)."""
+    from mmtok.presets import PRESETS, list_presets, preset_dir
+
+    names = [n for n in list_presets() if PRESETS[n].modality == "audio"]
+
+    def hop(name: str) -> int:
+        config = json.loads((preset_dir(name) / "config.json").read_text())
+        return math.prod(config["model"]["args"]["encoder"]["args"]["strides"])
+
+    return sorted(names, key=hop)
+
+
+def default_level(presets: list[str]) -> int:
+    """Index of the default level: the default audio preset if listed, else 0 (hop 32 for
+    the random-weight levels)."""
+    from mmtok.presets import default_preset
+
+    if not presets:
+        return HOPS.index(32)
+    name = default_preset("audio")
+    return presets.index(name) if name in presets else 0
 
 
 def build_levels(presets: list[str]) -> list:
@@ -226,11 +253,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one repeat, 1 and 2 minute inputs")
     ap.add_argument("--preset", default="", help="presets / checkpoint folders, comma-separated")
+    ap.add_argument("--random", action="store_true", help="random-weight levels, no presets")
     ap.add_argument("--mem-child", help=argparse.SUPPRESS)  # path of the WAV file
     args = ap.parse_args()
     presets = [p for p in args.preset.split(",") if p]
     if args.mem_child:
         return mem_child(args.mem_child, presets)
+    if not presets and not args.random:
+        presets = bundled_levels()
     setup_threads(THREADS)
     repeats, minutes = (1, [1, 2]) if args.quick else (5, [1, 5, 10])
     levels = build_levels(presets)
@@ -238,7 +268,7 @@ def main() -> None:
     source = ", ".join(presets) if presets else "audio_tokenizer(hop=h), random weights"
     print(f"audio benchmark ({'quick' if args.quick else 'full'}): {source}; 10 s synthetic "
           f"music at {SR} Hz; {machine_line()}")  # fmt: skip
-    default = 0 if presets else HOPS.index(32)
+    default = default_level(presets)
     rows, default_rtf = level_rows(levels, default, clip, repeats)
     peer_rows, encodec_rtf = encodec_rows(clip, repeats)
     rows += peer_rows

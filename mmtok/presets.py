@@ -28,6 +28,25 @@ PRESETS: dict[str, Preset] = {
         "2D conv VQ-VAE, 4x downsampling, 512 codes; scikit-image photos (recipes/image_small.yaml)",
         "0d177862c66876944bfbc3b0d4d79f74427abf07207d5495401e214ba9e327e1",
     ),
+    "audio-hop8": Preset(
+        "audio",
+        "Jukebox-style 1D conv level, hop 8 at 22.05 kHz mono, 1024 codes; Sonic Pi samples "
+        "(recipes/audio_hop8.yaml)",
+        "85c8a234862d1a4aeed6eb38b9b3de7f9d95a7a2452073a64894cfdb487b1587",
+    ),
+    "audio-hop8": Preset(
+        "audio",
+        "Jukebox-style 1D conv level, hop 8 at 22.05 kHz mono, 1024 codes; Sonic Pi samples "
+        "(recipes/audio_hop8.yaml)",
+        "85c8a234862d1a4aeed6eb38b9b3de7f9d95a7a2452073a64894cfdb487b1587",
+    ),
+    "audio-hop32": Preset(
+        "audio",
+        "Jukebox-style 1D conv level, hop 32 at 22.05 kHz mono, 1024 codes; Sonic Pi samples "
+        "(recipes/audio_hop32.yaml)",
+        "525120dfb9d179e9b1dd6f15a43a9e3ba9feee5c2a463726aca899c0776d4d7b",
+        default=True,
+    ),
     "video-small": Preset(
         "video",
         "3D conv + axial attention VQ-VAE, 4x4x4 downsampling, 16-frame clips at 12 fps, "
