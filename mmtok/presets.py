@@ -34,12 +34,6 @@ PRESETS: dict[str, Preset] = {
         "(recipes/audio_hop8.yaml)",
         "85c8a234862d1a4aeed6eb38b9b3de7f9d95a7a2452073a64894cfdb487b1587",
     ),
-    "audio-hop8": Preset(
-        "audio",
-        "Jukebox-style 1D conv level, hop 8 at 22.05 kHz mono, 1024 codes; Sonic Pi samples "
-        "(recipes/audio_hop8.yaml)",
-        "85c8a234862d1a4aeed6eb38b9b3de7f9d95a7a2452073a64894cfdb487b1587",
-    ),
     "audio-hop32": Preset(
         "audio",
         "Jukebox-style 1D conv level, hop 32 at 22.05 kHz mono, 1024 codes; Sonic Pi samples "
