@@ -11,7 +11,7 @@ hop = samples per token; the levels are hops 8 / 32 / 128 at 22050 Hz.
 One table, measured in one run on 2 threads:
 - encode (``tok.encode``: windows, encoder, codebook search) and decode (``tok.decode``) RTF of
   each level on the same 10 s synthetic music clip; the levels are the bundled audio presets
-  (``audio-hop8``, ``audio-hop32``, ``audio-hop128``, by hop) unless ``--preset`` names others,
+  (``audio-hop8``, ``audio-hop32``, by hop) unless ``--preset`` names others,
   or ``audio_tokenizer(hop=h)`` with random weights with ``--random`` or when none is bundled;
 - the ``encodec`` package's 24 kHz model built with random weights
   (``EncodecModel.encodec_model_24khz(pretrained=False)``, 6 kbps) on that clip resampled to
