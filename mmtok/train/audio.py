@@ -27,7 +27,6 @@ bitrate); see recipes/README.md.
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from mmtok.audio.tokenizer import DEFAULT_SAMPLE_RATE, AudioTokenizer, audio_tok
 from mmtok.errors import ConfigError
 from mmtok.metrics import si_snr
 from mmtok.train.data import Key, key_generator, list_files
+from mmtok.train.heldout import add_code_hits, heldout_main
 from mmtok.train.losses import register_loss
 
 if TYPE_CHECKING:
@@ -272,8 +272,7 @@ def evaluate_heldout(tok: AudioTokenizer, cfg: DataConfig) -> HeldoutReport:
             "mel_distance": float(mel_distance(x, y, tok.sample_rate)[0]),
         }
         ids = tokens.ids[0]  # [Q, t]
-        counts = torch.stack([torch.bincount(i, minlength=tok.codebook_size) for i in ids])
-        hits = counts if hits is None else hits + counts
+        hits = add_code_hits(hits, ids, tok.codebook_size)
         samples += x.shape[-1]
     used, n = int((hits > 0).sum()), len(per_clip)
     tps = tok.token_rate * tok.num_codebooks
@@ -289,26 +288,7 @@ def evaluate_heldout(tok: AudioTokenizer, cfg: DataConfig) -> HeldoutReport:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    from mmtok.checkpoint import load_pretrained
-    from mmtok.train.config import load_config
-
-    p = argparse.ArgumentParser(
-        prog="python -m mmtok.train.audio",
-        description="Held-out metrics of a trained audio tokenizer.",
-    )
-    p.add_argument("model", help="preset name or save_pretrained folder")
-    p.add_argument("--recipe", default="recipes/audio_hop32.yaml",
-                   help="recipe whose data section names the held-out files")  # fmt: skip
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    args = p.parse_args(argv)
-    tok = load_pretrained(args.model)
-    report = evaluate_heldout(tok, load_config(args.recipe).data)
-    print(report.text())
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.__dict__, indent=2))
-    return 0
+    return heldout_main(argv, "audio", "recipes/audio_hop32.yaml", evaluate_heldout)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ trained tokenizer (PSNR, SSIM, codebook usage, tokens per second); see recipes/R
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from mmtok.errors import InputError
 from mmtok.image.io import from_uint8, to_uint8
 from mmtok.metrics import psnr
 from mmtok.train.data import Key, key_generator, list_files
+from mmtok.train.heldout import add_code_hits, heldout_main
 from mmtok.video.io import load_video
 from mmtok.video.tokenizer import VideoTokenizer, video_tokenizer
 
@@ -255,8 +255,7 @@ def evaluate_heldout(tok: VideoTokenizer, cfg: DataConfig) -> HeldoutReport:
             y = tok.decode(tokens)[0].clamp(-1, 1)
             mine.append((psnr(x, y), ssim(x, y)))
             ids = tokens.ids.transpose(0, 1).reshape(tokens.ids.shape[1], -1)  # [Q, N]
-            counts = torch.stack([torch.bincount(i, minlength=tok.codebook_size) for i in ids])
-            hits = counts if hits is None else hits + counts
+            hits = add_code_hits(hits, ids, tok.codebook_size)
             shape = list(x.shape)
         scores += mine
         per_video[f.name] = {"psnr_db": sum(p for p, _ in mine) / len(mine),
@@ -273,29 +272,7 @@ def evaluate_heldout(tok: VideoTokenizer, cfg: DataConfig) -> HeldoutReport:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    from mmtok.checkpoint import load_pretrained
-    from mmtok.train.config import load_config
-
-    p = argparse.ArgumentParser(
-        prog="python -m mmtok.train.video",
-        description="Held-out metrics of a trained video tokenizer.",
-    )
-    p.add_argument("model", help="preset name or save_pretrained folder")
-    p.add_argument(
-        "--recipe",
-        default="recipes/video_small.yaml",
-        help="recipe whose data section names the held-out videos",
-    )
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    args = p.parse_args(argv)
-    tok = load_pretrained(args.model)
-    report = evaluate_heldout(tok, load_config(args.recipe).data)
-    print(report.text())
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.__dict__, indent=2))
-    return 0
+    return heldout_main(argv, "video", "recipes/video_small.yaml", evaluate_heldout)
 
 
 if __name__ == "__main__":
