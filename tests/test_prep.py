@@ -139,3 +139,35 @@ def test_token_sequence_dataset(tmp_path, ckpt):
     assert x.tolist() == stream[10:20] and y.tolist() == stream[11:21]
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
     assert next(iter(loader))[0].shape == (4, 10)
+
+
+def test_multilevel_audio_folder_gives_one_range_per_level(tmp_path):
+    """A MultiLevelAudioTokenizer folder (hop*/ levels) as --audio-tokenizer: each row holds
+    every level's ids, shifted by that level's offset, in the wrapper's (hop) order."""
+    from mmtok.audio.io import load_audio, save_audio
+    from mmtok.audio.tokenizer import multilevel_audio_tokenizer
+
+    torch.manual_seed(0)
+    levels = multilevel_audio_tokenizer(hops=(8, 32), width=4, latent_dim=8, codebook_size=16)
+    for level in levels.levels:
+        level.train()(torch.rand(2, 1, 1024) * 2 - 1)  # k-means init
+    levels.save_pretrained(tmp_path / "levels")
+    media = tmp_path / "media"
+    media.mkdir()
+    g = torch.Generator().manual_seed(1)
+    for i, n in enumerate((700, 1500)):
+        save_audio(media / f"clip{i}.wav", torch.rand(1, n, generator=g) - 0.5, 22050)
+    run_prep(PrepJob([str(media)], str(tmp_path / "out"), {"audio": str(tmp_path / "levels")},
+                     workers=0))  # fmt: skip
+    vocab = json.loads((tmp_path / "out" / "vocab.json").read_text())
+    ranges = vocab["ranges"]
+    assert [r["level"] for r in ranges] == [0, 1]
+    assert ranges[1]["offset"] == ranges[0]["offset"] + 16
+    rows = [r for p in sorted((tmp_path / "out").glob("shard-*")) for r in read_rows(p)]
+    assert len(rows) == 2
+    for row in rows:
+        x = load_audio(row["source"], 22050).samples[None]
+        ids = [t.encode(x).flatten()[0].numpy() + r["offset"]
+               for t, r in zip(levels.levels, ranges, strict=True)]  # fmt: skip
+        expected = [vocab["specials"]["<audio>"], *ids[0], *ids[1], vocab["specials"]["</audio>"]]
+        assert np.asarray(row["tokens"]).tolist() == expected

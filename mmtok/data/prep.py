@@ -69,7 +69,6 @@ class Encoder:
 
 
 def _load_encoders(job: PrepJob, modalities: set[str]) -> dict[str, Encoder]:
-    from mmtok.checkpoint import load_pretrained
     from mmtok.presets import default_preset
 
     out = {}
@@ -77,10 +76,23 @@ def _load_encoders(job: PrepJob, modalities: set[str]) -> dict[str, Encoder]:
         name = job.tokenizers.get(modality) or default_preset(modality)
         if name is None:
             raise InputError(f"no tokenizer for {modality} inputs: pass --{modality}-tokenizer")
-        model = load_pretrained(name)
-        levels = list(getattr(model, "levels", [model]))
+        levels = _load_levels(name)
         out[modality] = Encoder(name, levels, MediaSpec.of(levels[0]))
     return out
+
+
+def _load_levels(name: str) -> list:
+    """The tokenizer of a preset / checkpoint folder, or the levels of a
+    ``MultiLevelAudioTokenizer.save_pretrained`` folder (``hop*/`` checkpoints, by hop)."""
+    from mmtok.checkpoint import load_pretrained
+
+    path = Path(name)
+    if not (path / "config.json").exists() and any(path.glob("hop*/config.json")):
+        from mmtok.audio.tokenizer import MultiLevelAudioTokenizer
+
+        return list(MultiLevelAudioTokenizer.from_pretrained(path).levels)
+    model = load_pretrained(name)
+    return list(getattr(model, "levels", [model]))
 
 
 def _vocabulary(encoders: dict[str, Encoder]) -> Vocabulary:
