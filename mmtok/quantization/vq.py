@@ -95,11 +95,14 @@ class VectorQuantizer(Quantizer):
             out = self.project_out(q).reshape(x.shape)
         return out, ids.reshape(x.shape[:-1]), loss, metrics
 
-    def forward(self, x: Tensor, n_q: int | None = None) -> QuantizerOutput:
-        """``x`` ``[B, N, D]`` float -> quantized ``[B, N, D]``, ids ``[B, N, 1]`` int64 < K."""
+    def _check(self, x: Tensor, n_q: int | None) -> None:
         check_latents(x, self.dim)
         if n_q not in (None, 1):
             raise InputError(f"n_q: a VectorQuantizer has 1 code stream, got n_q={n_q}")
+
+    def forward(self, x: Tensor, n_q: int | None = None) -> QuantizerOutput:
+        """``x`` ``[B, N, D]`` float -> quantized ``[B, N, D]``, ids ``[B, N, 1]`` int64 < K."""
+        self._check(x, n_q)
         out, ids, loss, metrics = self.quantize(x)
         return QuantizerOutput(out.to(x.dtype), ids.unsqueeze(-1), loss, to_host(metrics))
 
@@ -109,9 +112,7 @@ class VectorQuantizer(Quantizer):
         train mode ``forward`` (which also updates the codebook)."""
         if self.training:
             return super().encode(x, n_q=n_q)
-        check_latents(x, self.dim)
-        if n_q not in (None, 1):
-            raise InputError(f"n_q: a VectorQuantizer has 1 code stream, got n_q={n_q}")
+        self._check(x, n_q)
         with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
             z = self._to_code_space(x.float()).reshape(-1, self.codebook_dim)  # [M, d]
             return self.codebook.search(z).reshape(*x.shape[:-1], 1)
