@@ -123,7 +123,7 @@ def tuple_layer(name: str, m: nn.Module, encode: Callable[[Tensor], Tensor] | No
 def mmtok_layer(d: int, k: int) -> Layer:
     from mmtok.quantization.vq import VectorQuantizer
 
-    m = VectorQuantizer(d, k)  # EMA decay 0.99, k-means init, dead_code_threshold 1.0
+    m = VectorQuantizer(d, k)  # EMA decay 0.99, k-means init, relative dead-code restarts
 
     def train(x: Tensor) -> tuple[Tensor, Tensor]:
         out = m(x)

@@ -62,7 +62,11 @@ def test_image_quality_benchmark_runs(tmp_path, capsys):
     results = {k: image_quality.run(k, data, images, s) for k in image_quality.KINDS}
     for r in results.values():
         assert 1 <= r["used"] <= s.codebook_size and r["psnr"] > 0
-    rows = image_quality.table_rows(results, s)
+    other = dict(results["mmtok"], usage=results["mmtok"]["usage"] + 0.5)  # a second "seed"
+    per_seed = {k: [r] for k, r in results.items()} | {"mmtok": [results["mmtok"], other]}
+    rows = image_quality.table_rows(per_seed, s)
     image_quality.print_table(image_quality.HEADERS, rows)
     out = capsys.readouterr().out
     assert "mmtok VectorQuantizer" in out and ("PASS" in out or "FAIL" in out)
+    mean_usage = results["mmtok"]["usage"] + 0.25  # the mean over the two runs is reported
+    assert f"{mean_usage:.1%}" in rows[0] and " / " in rows[0][4]

@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from mmtok.errors import ConfigError, InputError
 from mmtok.quantization import (
@@ -151,6 +152,52 @@ def test_restart_replaces_exactly_the_dead_codes():
         torch.testing.assert_close(cb.embed_sum[k], cb.embed[k] * 0.5)
     for k in (2, 3, 4, 5):  # live but unused codes are untouched by the restart
         assert cb.cluster_size[k] == pytest.approx(2.5)
+
+
+def _restarted_after_update(cb: Codebook, counts: list[float], x: Tensor, ids: Tensor) -> set[int]:
+    """Codes ``cb.update_`` restarts from ``counts`` (EMA state) and the batch ``x`` / ``ids``:
+    the codes that became a row of ``x`` (x is far from every code, so EMA moves never do)."""
+    cb.cluster_size.copy_(torch.tensor(counts))
+    cb.update_(x, ids)
+    return {k for k in range(cb.codebook_size) if (cb.embed[k] - x).abs().sum(1).min() == 0}
+
+
+def test_default_restart_threshold_is_relative_to_the_mean_count():
+    """Default: dead when the EMA count < 0.25 x the mean EMA count per code, so doubling the
+    batch (and the EMA counts) restarts the same codes; an absolute threshold does not."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 4) + 100.0  # far from every code: restarted codes come from x
+    ids = torch.tensor([0] * 8 + [1] * 4 + [2] * 3 + [3])
+    counts = [8.0, 4, 3, 1, 0.8, 0.5, 0.3, 0.1]
+    # after the EMA step (decay 0.5): [8, 4, 3, 1, .4, .25, .15, .05], mean 2.11 -> thr 0.53
+    restarted = {}
+    for scale in (1, 2):
+        for kind, thr in (("relative", None), ("absolute", 0.5)):
+            torch.manual_seed(1)
+            cb = Codebook(8, 4, decay=0.5, init="normal", dead_code_threshold=thr)
+            xs, ids_s = x.repeat(scale, 1), ids.repeat(scale)
+            got = _restarted_after_update(cb, [c * scale for c in counts], xs, ids_s)
+            restarted[kind, scale] = got
+            if kind == "relative":
+                n_k = 0.5 * torch.tensor(counts) * scale + 0.5 * torch.bincount(ids_s, minlength=8)
+                limit = 0.25 * n_k.mean()
+                assert got == set(torch.nonzero(n_k < limit).flatten().tolist())
+                for k in got:  # restarted at the threshold
+                    torch.testing.assert_close(cb.cluster_size[k], limit)
+    assert restarted["relative", 1] == restarted["relative", 2] == {4, 5, 6, 7}
+    assert restarted["absolute", 1] == {4, 5, 6, 7} and restarted["absolute", 2] == {6, 7}
+
+
+def test_restart_thresholds_validate_and_zero_disables():
+    with pytest.raises(ConfigError, match="dead_code_threshold"):
+        Codebook(8, 4, dead_code_threshold=-1.0)
+    with pytest.raises(ConfigError, match="dead_code_ratio"):
+        Codebook(8, 4, dead_code_ratio=-0.1)
+    x, ids = torch.randn(4, 4) + 100.0, torch.zeros(4, dtype=torch.long)
+    for kw in ({"dead_code_ratio": 0.0}, {"dead_code_threshold": 0.0}, {}):
+        cb = Codebook(8, 4, decay=0.5, init="normal", **kw)
+        restarted = _restarted_after_update(cb, [1.0] + [0.0] * 7, x, ids)
+        assert restarted == (set(range(1, 8)) if not kw else set())  # the check can fail
 
 
 def test_kmeans_init_not_redone_after_load(monkeypatch):

@@ -245,8 +245,12 @@ def audio_tokenizer(
     quantizer_dropout: float = 0.0,
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     channels: int = 1,
+    dead_code_threshold: float | None = None,
 ) -> AudioTokenizer:
     """Factory: one level, stages ``hop_strides(hop)``, widths width x1, x2, x4 ... (<= x8).
+
+    ``dead_code_threshold``: absolute restart threshold of vq / rvq (None: the relative
+    default, see ``Codebook``).
 
     ``quantizer="rvq"`` with ``quantizer_dropout > 0`` gives one model for several bitrates
     (``encode(x, n_q=...)``).
@@ -254,9 +258,9 @@ def audio_tokenizer(
     strides = hop_strides(hop)
     widths = tuple(width * min(2**i, 8) for i in range(len(strides)))
     kw = dict(latent_dim=latent_dim, strides=strides, widths=widths, res_depth=res_depth)
-    q = build_quantizer(
-        quantizer, latent_dim, codebook_size, num_quantizers, quantizer_dropout=quantizer_dropout
-    )
+    q = build_quantizer(quantizer, latent_dim, codebook_size, num_quantizers,
+                        quantizer_dropout=quantizer_dropout,
+                        dead_code_threshold=dead_code_threshold)  # fmt: skip
     enc, dec = AudioEncoder(**kw, in_channels=channels), AudioDecoder(**kw, out_channels=channels)
     return AudioTokenizer(enc, q, dec, sample_rate, channels)
 

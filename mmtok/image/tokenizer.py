@@ -36,12 +36,15 @@ def image_tokenizer(
     codebook_size: int = 512,
     num_quantizers: int = 1,
     codebook_dim: int | None = None,
+    dead_code_threshold: float | None = None,
 ) -> ImageTokenizer:
-    """Factory: a 2D conv tokenizer with ``log2(downsample)`` stages (channels x1, x2, x2...)."""
+    """Factory: a 2D conv tokenizer with ``log2(downsample)`` stages (channels x1, x2, x2...);
+    dead_code_threshold: absolute restart threshold of vq / rvq (None: the relative default)."""
     n = max(1, downsample.bit_length() - 1)
     mult = tuple(min(2**i, 2) for i in range(n))
     kw = dict(latent_dim=latent_dim, hidden=hidden, channel_mult=mult, downsample=downsample,
               res_blocks=res_blocks)  # fmt: skip
     q = build_quantizer(quantizer, latent_dim, codebook_size, num_quantizers,
-                        codebook_dim=codebook_dim)  # fmt: skip
+                        codebook_dim=codebook_dim,
+                        dead_code_threshold=dead_code_threshold)  # fmt: skip
     return ImageTokenizer(ImageEncoder(**kw), q, ImageDecoder(**kw))

@@ -110,8 +110,12 @@ class Codebook(StepRng):
         init: "kmeans" (k-means on the first training batch), "data" (random batch vectors),
             "uniform" (U(-1/K, 1/K), the seed VQ-VAE layer), "normal" (N(0, 1)).
         kmeans_iters: Lloyd iterations for ``init="kmeans"``.
-        dead_code_threshold: codes whose EMA count falls below it are restarted from random
-            current inputs, EMA state reset; 0 disables restarts.
+        dead_code_threshold: absolute EMA count (codes per step) under which a code is
+            restarted from a random current input, EMA state reset; 0 disables restarts.
+            None (default): the threshold is ``dead_code_ratio`` x the mean EMA count per code
+            (EMA tokens per step / K), so it does not depend on the batch size.
+        dead_code_ratio: relative threshold used when ``dead_code_threshold`` is None (0.25: a
+            code is dead when it gets under a quarter of a uniform share); 0 disables restarts.
         cosine: codes and inputs live on the unit sphere (the caller normalises inputs).
         seed: base seed of the per-step generator.
     """
@@ -126,11 +130,15 @@ class Codebook(StepRng):
         eps: float = 1e-5,
         init: Init = "kmeans",
         kmeans_iters: int = 10,
-        dead_code_threshold: float = 1.0,
+        dead_code_threshold: float | None = None,
+        dead_code_ratio: float = 0.25,
         cosine: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__(seed)
+        if (dead_code_threshold is not None and dead_code_threshold < 0) or dead_code_ratio < 0:
+            raise ConfigError(f"dead_code_threshold and dead_code_ratio must be >= 0, got "
+                              f"{dead_code_threshold}, {dead_code_ratio}")  # fmt: skip
         if codebook_size < 1 or dim < 1:
             raise ConfigError(f"codebook_size and dim must be >= 1, got {codebook_size}, {dim}")
         if not 0.0 <= decay < 1.0:
@@ -140,7 +148,12 @@ class Codebook(StepRng):
         self.codebook_size, self.dim, self.ema, self.decay, self.eps = (
             codebook_size, dim, ema, decay, eps)  # fmt: skip
         self.init, self.kmeans_iters, self.cosine = init, kmeans_iters, cosine
-        self.dead_code_threshold = float(dead_code_threshold)
+        self.dead_code_threshold = (
+            None if dead_code_threshold is None else float(dead_code_threshold)
+        )
+        self.dead_code_ratio = float(dead_code_ratio)
+        limit = dead_code_ratio if dead_code_threshold is None else dead_code_threshold
+        self.restarts = limit > 0  # False: no restarts
         if init == "uniform":
             weight = torch.empty(codebook_size, dim).uniform_(-1 / codebook_size, 1 / codebook_size)
         else:
@@ -222,15 +235,23 @@ class Codebook(StepRng):
             smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n
             new = self.embed_sum / smoothed[:, None]
             self.embed.copy_(F.normalize(new, dim=1) if self.cosine else new)
-        metrics = usage_metrics(counts, self.cluster_size, self.dead_code_threshold)
-        if self.dead_code_threshold > 0:
+        metrics = usage_metrics(counts, self.cluster_size, self.dead_threshold())
+        if self.restarts:
             self._restart_dead_(x)
         metrics["drift"] = (self.embed - old).norm() / old.norm().clamp_min(1e-12)
         return metrics
 
+    def dead_threshold(self) -> float | Tensor:
+        """EMA count under which a code is dead: ``dead_code_threshold``, or (None)
+        ``dead_code_ratio`` x the mean EMA count per code (a 0-dim tensor)."""
+        if self.dead_code_threshold is not None:
+            return self.dead_code_threshold
+        return self.cluster_size.sum() * (self.dead_code_ratio / self.codebook_size)
+
     def _restart_dead_(self, x: Tensor) -> None:
         """Replace codes whose EMA count is under the threshold by random rows of ``x``."""
-        dead = self.cluster_size < self.dead_code_threshold  # [K]
+        thr = self.dead_threshold()
+        dead = self.cluster_size < thr  # [K]
         total = global_count(x.shape[0], x.device)
         idx = torch.randint(total, (self.codebook_size,), generator=self.generator(salt=2))
         candidates = gather_rows(x, idx.to(x.device))  # [K, d]
@@ -239,13 +260,12 @@ class Codebook(StepRng):
         mask = dead[:, None]
         self.embed.data.copy_(torch.where(mask, candidates, self.embed.data))
         if self.ema:
-            thr = self.dead_code_threshold
             self.embed_sum.copy_(torch.where(mask, candidates * thr, self.embed_sum))
-        self.cluster_size.copy_(torch.where(dead, self.dead_code_threshold, self.cluster_size))
+        self.cluster_size.copy_(torch.where(dead, thr, self.cluster_size))
 
     @torch.no_grad()
     def count_usage_(self, ids: Tensor) -> dict[str, Tensor]:
         """Eval-time metrics for codes ``ids`` ``[M]``; adds them to the usage histogram."""
         counts = torch.bincount(ids, minlength=self.codebook_size)
         self.usage += counts
-        return usage_metrics(counts, self.cluster_size, self.dead_code_threshold)
+        return usage_metrics(counts, self.cluster_size, self.dead_threshold())

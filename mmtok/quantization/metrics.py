@@ -17,7 +17,9 @@ def perplexity(counts: Tensor) -> Tensor:
     return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
 
 
-def usage_metrics(counts: Tensor, ema_counts: Tensor | None, threshold: float) -> dict[str, Tensor]:
+def usage_metrics(
+    counts: Tensor, ema_counts: Tensor | None, threshold: float | Tensor
+) -> dict[str, Tensor]:
     """Perplexity and used codes of the batch; dead codes (EMA count under ``threshold``)."""
     out = {"perplexity": perplexity(counts), "used_codes": (counts > 0).sum().float()}
     if ema_counts is not None:

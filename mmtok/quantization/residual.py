@@ -32,7 +32,9 @@ class ResidualVQ(Quantizer):
         decay: EMA decay of every stage.
         beta: commitment weight of every stage.
         cosine: cosine lookup in every stage.
-        dead_code_threshold: restart threshold of every stage (0 disables).
+        dead_code_threshold: absolute restart threshold of every stage (0 disables; None:
+            relative, ``dead_code_ratio`` x the stage's mean EMA count per code).
+        dead_code_ratio: relative restart threshold of every stage (see VectorQuantizer).
         seed: base seed; stage i uses seed + i + 1, the dropout draw uses seed.
     """
 
@@ -47,7 +49,8 @@ class ResidualVQ(Quantizer):
         decay: float = 0.99,
         beta: float = 0.25,
         cosine: bool = False,
-        dead_code_threshold: float = 1.0,
+        dead_code_threshold: float | None = None,
+        dead_code_ratio: float = 0.25,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -60,7 +63,8 @@ class ResidualVQ(Quantizer):
         self.layers = nn.ModuleList(
             VectorQuantizer(
                 dim, codebook_size, codebook_dim=codebook_dim, decay=decay, beta=beta,
-                cosine=cosine, dead_code_threshold=dead_code_threshold, seed=seed + i + 1,
+                cosine=cosine, dead_code_threshold=dead_code_threshold,
+                dead_code_ratio=dead_code_ratio, seed=seed + i + 1,
             )
             for i in range(num_quantizers)
         )  # fmt: skip

@@ -34,7 +34,9 @@ class VectorQuantizer(Quantizer):
         cosine: look codes up by cosine similarity (inputs and codes l2-normalised).
         init: codebook init: "kmeans" (default), "data", "uniform" (seed layer), "normal".
         kmeans_iters: k-means iterations on the first training batch.
-        dead_code_threshold: EMA count under which a code is restarted (0 disables).
+        dead_code_threshold: absolute EMA count under which a code is restarted (0 disables);
+            None (default): ``dead_code_ratio`` x the mean EMA count per code.
+        dead_code_ratio: relative restart threshold (0.25 of a uniform share; 0 disables).
         seed: seed of the codebook's per-step generator (restarts, k-means seeding).
     """
 
@@ -52,7 +54,8 @@ class VectorQuantizer(Quantizer):
         cosine: bool = False,
         init: Init = "kmeans",
         kmeans_iters: int = 10,
-        dead_code_threshold: float = 1.0,
+        dead_code_threshold: float | None = None,
+        dead_code_ratio: float = 0.25,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -64,7 +67,8 @@ class VectorQuantizer(Quantizer):
         self.project_out = nn.Linear(cdim, dim) if cdim != dim else nn.Identity()
         self.codebook = Codebook(
             codebook_size, cdim, ema=ema, decay=decay, init=init, kmeans_iters=kmeans_iters,
-            dead_code_threshold=dead_code_threshold, cosine=cosine, seed=seed,
+            dead_code_threshold=dead_code_threshold, dead_code_ratio=dead_code_ratio,
+            cosine=cosine, seed=seed,
         )  # fmt: skip
 
     def _to_code_space(self, x: Tensor) -> Tensor:
