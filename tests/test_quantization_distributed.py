@@ -19,6 +19,8 @@ def _build():
     torch.manual_seed(0)
     return {
         "vq": VectorQuantizer(8, 32, dead_code_threshold=2.0, decay=0.9),
+        "vq_relative": VectorQuantizer(8, 32, dead_code_ratio=0.5, decay=0.9),  # from the
+        # all-reduced counts: the same threshold on every rank
         "rvq": ResidualVQ(8, 16, 3, quantizer_dropout=1.0, dead_code_threshold=2.0),
     }
 
