@@ -25,7 +25,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "image-small": Preset(
         "image",
-        "2D conv VQ-VAE, 4x downsampling, 512 codes; scikit-image photos (recipes/image_small.yaml)",
+        "2D conv VQ-VAE, 4x downsampling, 512 codes; scikit-image photos "
+        "(recipes/image_small.yaml)",
         "0d177862c66876944bfbc3b0d4d79f74427abf07207d5495401e214ba9e327e1",
     ),
     "audio-hop8": Preset(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from mmtok.checkpoint import load_pretrained, sha256_file
 from mmtok.media import read_media
@@ -60,3 +61,16 @@ def test_audio_preset_reconstructs_the_bundled_loop(name):
     assert y.shape == x.shape
     min_si_snr, min_snr = LOOP_SI_SNR_DB[name]
     assert si_snr(x, y) >= min_si_snr and snr(x, y) >= min_snr
+
+
+def test_multilevel_from_the_bundled_levels():
+    from mmtok.audio.tokenizer import MultiLevelAudioTokenizer
+    from mmtok.errors import InputError
+
+    levels = MultiLevelAudioTokenizer.from_levels()  # every bundled audio preset, by hop
+    assert levels.hops == tuple(sorted(int(n.removeprefix("audio-hop")) for n in LOOP_SI_SNR_DB))
+    x = read_media(LOOP, levels.levels[0])[..., :22050]
+    for hop, tokens in levels.encode(x).items():
+        assert torch.equal(tokens.ids, load_pretrained(f"audio-hop{hop}").encode(x).ids)
+    with pytest.raises(InputError, match="no audio levels"):
+        MultiLevelAudioTokenizer.from_levels([])

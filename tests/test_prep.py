@@ -141,9 +141,11 @@ def test_token_sequence_dataset(tmp_path, ckpt):
     assert next(iter(loader))[0].shape == (4, 10)
 
 
-def test_multilevel_audio_folder_gives_one_range_per_level(tmp_path):
-    """A MultiLevelAudioTokenizer folder (hop*/ levels) as --audio-tokenizer: each row holds
-    every level's ids, shifted by that level's offset, in the wrapper's (hop) order."""
+@pytest.mark.parametrize("given", ["folder", "list"])
+def test_multilevel_audio_folder_gives_one_range_per_level(tmp_path, given):
+    """A MultiLevelAudioTokenizer folder (hop*/ levels) or a comma-separated list of level
+    folders (hop 32 named first) as --audio-tokenizer: each row holds every level's ids,
+    shifted by that level's offset, in the wrapper's (hop) order."""
     from mmtok.audio.io import load_audio, save_audio
     from mmtok.audio.tokenizer import multilevel_audio_tokenizer
 
@@ -157,8 +159,10 @@ def test_multilevel_audio_folder_gives_one_range_per_level(tmp_path):
     g = torch.Generator().manual_seed(1)
     for i, n in enumerate((700, 1500)):
         save_audio(media / f"clip{i}.wav", torch.rand(1, n, generator=g) - 0.5, 22050)
-    run_prep(PrepJob([str(media)], str(tmp_path / "out"), {"audio": str(tmp_path / "levels")},
-                     workers=0))  # fmt: skip
+    name = str(tmp_path / "levels")
+    if given == "list":
+        name = f"{tmp_path / 'levels' / 'hop32'},{tmp_path / 'levels' / 'hop8'}"
+    run_prep(PrepJob([str(media)], str(tmp_path / "out"), {"audio": name}, workers=0))
     vocab = json.loads((tmp_path / "out" / "vocab.json").read_text())
     ranges = vocab["ranges"]
     assert [r["level"] for r in ranges] == [0, 1]

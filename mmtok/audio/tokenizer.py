@@ -319,6 +319,21 @@ class MultiLevelAudioTokenizer(nn.Module):
             raise InputError(f"{str(path)!r}: no hop*/ level checkpoints")
         return cls([AudioTokenizer.from_pretrained(f) for f in folders])
 
+    @classmethod
+    def from_levels(
+        cls, names: Sequence[str | os.PathLike] | None = None
+    ) -> MultiLevelAudioTokenizer:
+        """One level per preset name / checkpoint folder in ``names`` (default: every bundled
+        audio preset, e.g. ``audio-hop8``, ``audio-hop32``, ``audio-hop128``: Jukebox's three
+        levels)."""
+        if names is None:
+            from mmtok.presets import PRESETS, list_presets
+
+            names = [n for n in list_presets() if PRESETS[n].modality == "audio"]
+        if not names:
+            raise InputError("no audio levels: name presets or checkpoint folders")
+        return cls([AudioTokenizer.from_pretrained(n) for n in names])
+
 
 def multilevel_audio_tokenizer(
     hops: Sequence[int] = (8, 32, 128),

@@ -82,14 +82,16 @@ def _load_encoders(job: PrepJob, modalities: set[str]) -> dict[str, Encoder]:
 
 
 def _load_levels(name: str) -> list:
-    """The tokenizer of a preset / checkpoint folder, or the levels of a
-    ``MultiLevelAudioTokenizer.save_pretrained`` folder (``hop*/`` checkpoints, by hop)."""
+    """The tokenizer of a preset / checkpoint folder; or audio levels (by hop): of a
+    ``MultiLevelAudioTokenizer.save_pretrained`` folder (``hop*/`` checkpoints), or of a
+    comma-separated list of presets / folders (``audio-hop8,audio-hop32,audio-hop128``)."""
+    from mmtok.audio.tokenizer import MultiLevelAudioTokenizer
     from mmtok.checkpoint import load_pretrained
 
     path = Path(name)
+    if "," in name:
+        return list(MultiLevelAudioTokenizer.from_levels(name.split(",")).levels)
     if not (path / "config.json").exists() and any(path.glob("hop*/config.json")):
-        from mmtok.audio.tokenizer import MultiLevelAudioTokenizer
-
         return list(MultiLevelAudioTokenizer.from_pretrained(path).levels)
     model = load_pretrained(name)
     return list(getattr(model, "levels", [model]))
