@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="+", help="folders and/or .jsonl manifests")
     pr.add_argument("-o", "--output", required=True, help="output folder")
     for m in ("image", "audio", "video"):
-        pr.add_argument(f"--{m}-tokenizer", help=f"preset or checkpoint for {m} files")
+        levels = ", or comma-separated levels: audio-hop8,audio-hop32,audio-hop128"
+        pr.add_argument(f"--{m}-tokenizer", help=f"preset or checkpoint for {m} files"
+                        + (levels if m == "audio" else ""))  # fmt: skip
     pr.add_argument("--format", default="parquet", choices=["parquet", "webdataset"])
     pr.add_argument("--shard-size", type=int, default=256, help="items per shard")
     pr.add_argument("--workers", type=int, default=2,
