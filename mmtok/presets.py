@@ -42,6 +42,12 @@ PRESETS: dict[str, Preset] = {
         "525120dfb9d179e9b1dd6f15a43a9e3ba9feee5c2a463726aca899c0776d4d7b",
         default=True,
     ),
+    "audio-hop128": Preset(
+        "audio",
+        "Jukebox-style 1D conv level, hop 128 at 22.05 kHz mono, 1024 codes; Sonic Pi samples "
+        "(recipes/audio_hop128.yaml)",
+        "aa5b5c80226e70a7a8c36e2921b24b9978a71eee5ca19a1eef19d9e968b7003d",
+    ),
     "video-small": Preset(
         "video",
         "3D conv + axial attention VQ-VAE, 4x4x4 downsampling, 16-frame clips at 12 fps, "
