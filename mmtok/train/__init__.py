@@ -1,24 +1,34 @@
 """Training: YAML recipes -> typed config -> Trainer (one process or torchrun DDP).
 
 ``python -m mmtok.train recipes/image_small.yaml key=value ...``; see docs/training.md.
+
+The names below are imported on first use (PEP 562), so ``python -m mmtok.train.audio`` (the
+held-out report) does not import its own module through the package first.
 """
 
-from mmtok.train.config import Config, DataConfig, ModelConfig, TrainConfig, load_config
-from mmtok.train.losses import register_loss
-from mmtok.train.modalities import MODALITIES, Modality, build_model
-from mmtok.train.trainer import RunResult, Trainer, train
+from __future__ import annotations
 
-__all__ = [
-    "MODALITIES",
-    "Config",
-    "DataConfig",
-    "Modality",
-    "ModelConfig",
-    "RunResult",
-    "TrainConfig",
-    "Trainer",
-    "build_model",
-    "load_config",
-    "register_loss",
-    "train",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Config": "config",
+    "DataConfig": "config",
+    "ModelConfig": "config",
+    "TrainConfig": "config",
+    "load_config": "config",
+    "register_loss": "losses",
+    "MODALITIES": "modalities",
+    "Modality": "modalities",
+    "build_model": "modalities",
+    "RunResult": "trainer",
+    "Trainer": "trainer",
+    "train": "trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
