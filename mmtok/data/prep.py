@@ -89,7 +89,7 @@ def _load_levels(name: str) -> list:
     from mmtok.checkpoint import load_pretrained
 
     path = Path(name)
-    if "," in name:
+    if "," in name and not path.exists():  # a folder may have a comma in its name
         return list(MultiLevelAudioTokenizer.from_levels(name.split(",")).levels)
     if not (path / "config.json").exists() and any(path.glob("hop*/config.json")):
         return list(MultiLevelAudioTokenizer.from_pretrained(path).levels)
