@@ -46,7 +46,7 @@ PRESETS: dict[str, Preset] = {
         "audio",
         "Jukebox-style 1D conv level, hop 128 at 22.05 kHz mono, 1024 codes; Sonic Pi samples "
         "(recipes/audio_hop128.yaml)",
-        "aa5b5c80226e70a7a8c36e2921b24b9978a71eee5ca19a1eef19d9e968b7003d",
+        "1d0f7d7966f5c18dfb55a4ec497909e2c1469130f1a004b053b989cee9b6af38",
     ),
     "video-small": Preset(
         "video",
