@@ -97,14 +97,19 @@ def _torchrun(*args: str, log: Path, nodes: int = 2) -> list[subprocess.Popen]:
 
 def _wait(procs: list[subprocess.Popen], log: Path) -> list[str]:
     """Wait for the launchers; their outputs, or a failure showing them."""
+    codes: list[int | str] = []
     try:
-        codes = [p.wait(timeout=TIMEOUT) for p in procs]
+        for p in procs:
+            try:
+                codes.append(p.wait(timeout=TIMEOUT))
+            except subprocess.TimeoutExpired:  # fail with the logs (which step it hung at)
+                codes.append(f"no exit after {TIMEOUT} s")
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
     texts = [log.with_suffix(f".node{n}.log").read_text() for n in range(len(procs))]
-    assert codes == [0] * len(procs), "\n----\n".join(texts)
+    assert codes == [0] * len(procs), f"launchers: {codes}\n" + "\n----\n".join(texts)
     return texts
 
 
