@@ -235,9 +235,10 @@ class Codebook(StepRng):
             smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n
             new = self.embed_sum / smoothed[:, None]
             self.embed.copy_(F.normalize(new, dim=1) if self.cosine else new)
-        metrics = usage_metrics(counts, self.cluster_size, self.dead_threshold())
+        thr = self.dead_threshold()
+        metrics = usage_metrics(counts, self.cluster_size, thr)
         if self.restarts:
-            self._restart_dead_(x)
+            self._restart_dead_(x, thr)
         metrics["drift"] = (self.embed - old).norm() / old.norm().clamp_min(1e-12)
         return metrics
 
@@ -248,9 +249,8 @@ class Codebook(StepRng):
             return self.dead_code_threshold
         return self.cluster_size.sum() * (self.dead_code_ratio / self.codebook_size)
 
-    def _restart_dead_(self, x: Tensor) -> None:
-        """Replace codes whose EMA count is under the threshold by random rows of ``x``."""
-        thr = self.dead_threshold()
+    def _restart_dead_(self, x: Tensor, thr: float | Tensor) -> None:
+        """Replace codes whose EMA count is under ``thr`` by random rows of ``x``."""
         dead = self.cluster_size < thr  # [K]
         total = global_count(x.shape[0], x.device)
         idx = torch.randint(total, (self.codebook_size,), generator=self.generator(salt=2))
