@@ -13,7 +13,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mmtok.errors import InputError, MmtokError
-from mmtok.fileutil import make_dir
+from mmtok.fileutil import check_output, make_dir, require_file
+
+TOKENS_SUFFIX = ".tokens.safetensors"
 
 
 def _load(name: str):  # noqa: ANN202 (Tokenizer; import kept lazy for a fast --help)
@@ -31,28 +33,82 @@ def _default_preset(modality: str) -> str:
     return name
 
 
-def _out_path(src: Path, out: Path, many: bool, suffix: str) -> Path:
-    """One input and ``out`` with a suffix: that file; otherwise a folder of ``stem+suffix``."""
-    if not many and out.suffix and not out.is_dir():
-        return out
-    make_dir(out)
-    return out / (src.name.split(".")[0] + suffix)
+class _Outputs:
+    """Where each input's result goes: ``-o`` itself (one input and a file name) or a file in
+    the ``-o`` folder. Refuses a destination that is an input (also through links), one this
+    run already wrote, and, unless ``overwrite``, any existing file."""
+
+    def __init__(self, output: str, inputs: list[str], overwrite: bool) -> None:
+        self.out, self.inputs, self.overwrite = Path(output), inputs, overwrite
+        self.single_file = len(inputs) == 1 and bool(self.out.suffix) and not self.out.is_dir()
+        self.written: dict[Path, str] = {}  # resolved destination -> the input it came from
+
+    def dest(self, src: str, suffix: str) -> Path:
+        """The checked destination of ``src``; creates the ``-o`` folder when needed."""
+        if self.single_file:
+            dest = self.out
+        else:
+            dest = make_dir(self.out) / (_stem(Path(src)) + suffix)
+        if dest.resolve() in self.written:
+            raise InputError(f"{src!r}: output {str(dest)!r} was already written from "
+                             f"{self.written[dest.resolve()]!r} in this run")  # fmt: skip
+        check_output(dest, self.inputs, self.overwrite)
+        return dest
+
+    def wrote(self, dest: Path, src: str) -> None:
+        self.written[dest.resolve()] = src
+
+
+def _stem(src: Path) -> str:
+    """``photo.png`` -> ``photo``; ``photo.tokens.safetensors`` -> ``photo``."""
+    name = src.name
+    return name[: -len(TOKENS_SUFFIX)] if name.endswith(TOKENS_SUFFIX) else src.stem
+
+
+def _check_encode_output(out: _Outputs) -> None:
+    if len(out.inputs) > 1 and out.out.name.endswith(TOKENS_SUFFIX) and not out.out.is_dir():
+        raise InputError(f"output {str(out.out)!r}: {len(out.inputs)} inputs need an output "
+                         "folder, not a token file name")  # fmt: skip
+    if out.single_file and not out.out.name.endswith(TOKENS_SUFFIX):
+        raise InputError(f"output {str(out.out)!r}: encode writes token files; name it "
+                         f"'*{TOKENS_SUFFIX}' or give a folder")  # fmt: skip
+
+
+class _Models:
+    """Tokenizers loaded once per name: ``--preset`` if given, else per modality / token file."""
+
+    def __init__(self, preset: str | None) -> None:
+        self.preset, self.loaded = preset, {}
+        if preset:  # a bad --preset fails before any file is touched
+            self.get(preset)
+
+    def get(self, name: str):  # noqa: ANN201 (Tokenizer; import kept lazy for a fast --help)
+        if name not in self.loaded:
+            self.loaded[name] = _load(name)
+        return self.loaded[name]
+
+    def for_file(self, path: str, modality: str):  # noqa: ANN201 (Tokenizer)
+        name = self.preset or _default_preset(modality)
+        tok = self.get(name)
+        if tok.modality != modality:
+            raise InputError(f"{path!r} is {modality}, but {name!r} is a {tok.modality} "
+                             "tokenizer")  # fmt: skip
+        return tok
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
     from mmtok.media import detect_modality, read_media
 
-    models: dict[str, object] = {}
-    many = len(args.files) > 1
-    for f in tqdm(args.files, desc="encode", unit="file", disable=not many):
-        modality = detect_modality(f)
-        name = args.preset or _default_preset(modality)
-        tok = models.setdefault(name, _load(name))
-        if tok.modality != modality:
-            raise InputError(f"{f!r} is {modality}, but {name!r} is a {tok.modality} tokenizer")
+    out = _Outputs(args.output, args.files, args.overwrite)
+    _check_encode_output(out)
+    models = _Models(args.preset)
+    for f in tqdm(args.files, desc="encode", unit="file", disable=len(args.files) == 1):
+        require_file(f)
+        tok = models.for_file(f, detect_modality(f))
+        dest = out.dest(f, TOKENS_SUFFIX)
         tokens = tok.encode(read_media(f, tok), n_q=args.n_q)
-        dest = _out_path(Path(f), Path(args.output), many, ".tokens.safetensors")
         tokens.save(dest)
+        out.wrote(dest, f)
         print(f"{f} -> {dest}  grid {list(tokens.grid)} x {tokens.num_codebooks} codes")
 
 
@@ -60,15 +116,17 @@ def cmd_decode(args: argparse.Namespace) -> None:
     from mmtok.media import OUTPUT_SUFFIX, write_media
     from mmtok.tokens import Tokens
 
-    many = len(args.files) > 1
-    for f in tqdm(args.files, desc="decode", unit="file", disable=not many):
+    out = _Outputs(args.output, args.files, args.overwrite)
+    models = _Models(args.preset)
+    for f in tqdm(args.files, desc="decode", unit="file", disable=len(args.files) == 1):
         tokens = Tokens.load(f)
         name = args.preset or tokens.tokenizer_name
         if not name:
             raise InputError(f"{f!r} does not name its tokenizer; pass --preset")
-        tok = _load(name)
-        dest = _out_path(Path(f), Path(args.output), many, OUTPUT_SUFFIX[tok.modality])
+        tok = models.get(name)
+        dest = out.dest(f, OUTPUT_SUFFIX[tok.modality])
         write_media(dest, tok.decode(tokens), tok)
+        out.wrote(dest, f)
         print(f"{f} -> {dest}")
 
 
@@ -113,11 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     e.add_argument("--preset", help="preset name or checkpoint folder (default: per modality)")
     e.add_argument("--n-q", type=int, default=None, help="code streams to keep (residual VQ)")
+    e.add_argument("--overwrite", action="store_true", help="replace existing output files")
     e.set_defaults(func=cmd_encode)
     d = sub.add_parser("decode", help="token files -> media files")
     d.add_argument("files", nargs="+")
     d.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     d.add_argument("--preset", help="override the tokenizer recorded in the token file")
+    d.add_argument("--overwrite", action="store_true", help="replace existing output files")
     d.set_defaults(func=cmd_decode)
     i = sub.add_parser("info", help="describe a preset or checkpoint folder")
     i.add_argument("name")

@@ -51,6 +51,22 @@ def make_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     return p
 
 
+def check_output(dest: str | os.PathLike, inputs: list[str], overwrite: bool = False) -> None:
+    """Refuse to write ``dest`` when it is one of ``inputs`` (also through a symlink or a hard
+    link: same file on disk) or, unless ``overwrite``, when anything is already there."""
+    dest = Path(dest)
+    if not (dest.exists() or dest.is_symlink()):
+        return
+    for src in inputs:
+        if dest.exists() and os.path.exists(src) and os.path.samefile(dest, src):
+            raise InputError(f"output {str(dest)!r} is the input file {src!r}; "
+                             "refusing to replace it")  # fmt: skip
+    if dest.is_dir():
+        raise InputError(f"output {str(dest)!r} is a folder, expected a file name")
+    if not overwrite:
+        raise InputError(f"output {str(dest)!r} exists; pass --overwrite to replace it")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -1,0 +1,100 @@
+"""The ``mmtok`` command as a user drives it: outputs never replace a user's file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmtok.cli import main
+from mmtok.image.io import load_image, save_image
+
+
+@pytest.fixture
+def photo(tmp_path) -> Path:
+    path = tmp_path / "photo.png"
+    save_image(path, torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    return path
+
+
+def _run(capsys, *args: str | Path) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _encode(capsys, ckpt, *args):
+    return _run(capsys, "encode", *args, "--preset", ckpt)
+
+
+def test_encode_onto_its_input_is_refused(capsys, tiny_image_ckpt, photo):
+    before = photo.read_bytes()
+    code, _, err = _encode(capsys, tiny_image_ckpt, photo, "-o", photo)
+    assert code == 2 and ".tokens.safetensors" in err and len(err.strip().splitlines()) == 1
+    assert photo.read_bytes() == before
+
+
+@pytest.mark.parametrize("link", [os.symlink, os.link], ids=["symlink", "hardlink"])
+def test_encode_onto_a_link_to_its_input_is_refused(capsys, tiny_image_ckpt, photo, link):
+    before = photo.read_bytes()
+    alias = photo.parent / "alias.tokens.safetensors"
+    link(photo, alias)
+    code, _, err = _encode(capsys, tiny_image_ckpt, photo, "-o", alias, "--overwrite")
+    assert code == 2 and "is the input file" in err, err
+    assert photo.read_bytes() == before and alias.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["x.png", "x.safetensors", "x.tokens"])
+def test_encode_output_suffix_must_be_a_token_file(capsys, tiny_image_ckpt, photo, name):
+    code, _, err = _encode(capsys, tiny_image_ckpt, photo, "-o", photo.parent / name)
+    assert code == 2 and "'*.tokens.safetensors'" in err and name in err, err
+    assert not (photo.parent / name).exists()
+
+
+def test_encode_keeps_an_existing_output_unless_overwrite(capsys, tiny_image_ckpt, photo):
+    dest = photo.parent / "photo.tokens.safetensors"
+    dest.write_bytes(b"precious")
+    code, _, err = _encode(capsys, tiny_image_ckpt, photo, "-o", dest)
+    assert code == 2 and "--overwrite" in err and dest.read_bytes() == b"precious"
+    code, out, err = _encode(capsys, tiny_image_ckpt, photo, "-o", dest, "--overwrite")
+    assert code == 0 and dest.read_bytes() != b"precious", err
+    assert [p.name for p in photo.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_encode_into_a_folder_keeps_existing_files(capsys, tiny_image_ckpt, photo):
+    folder = photo.parent / "out"
+    folder.mkdir()
+    (folder / "photo.tokens.safetensors").write_bytes(b"precious")
+    code, _, err = _encode(capsys, tiny_image_ckpt, photo, "-o", folder)
+    assert code == 2 and "--overwrite" in err
+    assert (folder / "photo.tokens.safetensors").read_bytes() == b"precious"
+
+
+def test_encode_several_inputs_need_a_folder(capsys, tiny_image_ckpt, photo):
+    code, _, err = _encode(capsys, tiny_image_ckpt, photo, photo, "-o",
+                           photo.parent / "all.tokens.safetensors")  # fmt: skip
+    assert code == 2 and "folder" in err and not (photo.parent / "all.tokens.safetensors").exists()
+
+
+def test_decode_keeps_existing_outputs_and_its_inputs(capsys, tiny_image_ckpt, photo):
+    tokens = photo.parent / "photo.tokens.safetensors"
+    assert _encode(capsys, tiny_image_ckpt, photo, "-o", tokens)[0] == 0
+    before = photo.read_bytes()
+    code, _, err = _run(capsys, "decode", tokens, "-o", photo)
+    assert code == 2 and "--overwrite" in err and photo.read_bytes() == before
+    code, _, err = _run(capsys, "decode", tokens, "-o", tokens, "--overwrite")
+    assert code == 2 and "is the input file" in err
+    assert _run(capsys, "decode", tokens, "-o", photo, "--overwrite")[0] == 0
+    assert photo.read_bytes() != before and load_image(photo).shape == (3, 16, 16)
+
+
+def test_same_stem_in_one_run_is_not_overwritten(capsys, tiny_image_ckpt, photo):
+    other = photo.parent / "b" / "photo.png"
+    other.parent.mkdir()
+    other.write_bytes(photo.read_bytes())
+    out = photo.parent / "out"
+    code, _, err = _encode(capsys, tiny_image_ckpt, photo, other, "-o", out, "--overwrite")
+    assert code != 0 and "already written" in err, err
+    assert (out / "photo.tokens.safetensors").exists()
