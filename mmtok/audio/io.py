@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import av
 import numpy as np
 import soundfile as sf
 import torch
@@ -34,6 +33,9 @@ import torchaudio.functional as AF
 
 from mmtok.errors import InputError
 from mmtok.fileutil import atomic_path, require_file
+from mmtok.lazy import LazyModule
+
+av = LazyModule("av")  # PyAV, imported on first use (mmtok/lazy.py)
 
 __all__ = [
     "AudioClip",

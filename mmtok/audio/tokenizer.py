@@ -246,8 +246,13 @@ def audio_tokenizer(
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     channels: int = 1,
     dead_code_threshold: float | None = None,
+    decoder_width: int | None = None,
 ) -> AudioTokenizer:
     """Factory: one level, stages ``hop_strides(hop)``, widths width x1, x2, x4 ... (<= x8).
+
+    ``decoder_width``: the decoder's ``width`` (None: ``width``). A wide decoder with a narrow
+    encoder keeps encoding fast (the encoder is what ``encode`` runs) while the decoder gets
+    the capacity to reconstruct from the codes.
 
     ``dead_code_threshold``: absolute restart threshold of vq / rvq (None: the relative
     default, see ``Codebook``).
@@ -256,12 +261,15 @@ def audio_tokenizer(
     (``encode(x, n_q=...)``).
     """
     strides = hop_strides(hop)
-    widths = tuple(width * min(2**i, 8) for i in range(len(strides)))
-    kw = dict(latent_dim=latent_dim, strides=strides, widths=widths, res_depth=res_depth)
+    def widths(w: int) -> tuple[int, ...]:
+        return tuple(w * min(2**i, 8) for i in range(len(strides)))
+
+    kw = dict(latent_dim=latent_dim, strides=strides, res_depth=res_depth)
     q = build_quantizer(quantizer, latent_dim, codebook_size, num_quantizers,
                         quantizer_dropout=quantizer_dropout,
                         dead_code_threshold=dead_code_threshold)  # fmt: skip
-    enc, dec = AudioEncoder(**kw, in_channels=channels), AudioDecoder(**kw, out_channels=channels)
+    enc = AudioEncoder(**kw, widths=widths(width), in_channels=channels)
+    dec = AudioDecoder(**kw, widths=widths(decoder_width or width), out_channels=channels)
     return AudioTokenizer(enc, q, dec, sample_rate, channels)
 
 

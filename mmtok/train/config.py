@@ -78,6 +78,7 @@ class TrainConfig:
     progress: bool = True  # tqdm bar on rank 0
     tensorboard: bool = True
     plots: bool = True  # PNG plots in out_dir/plots at the end
+    max_seconds: float | None = None  # end early (evaluate, save final) after this much training
 
 
 @dataclass

@@ -29,17 +29,19 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
-import av
 import torch
 from torch import Tensor
 
 from mmtok.errors import InputError
 from mmtok.fileutil import atomic_path, require_file
 from mmtok.image.io import from_uint8, resize_crop, to_uint8
+from mmtok.lazy import LazyModule
+
+av = LazyModule("av")  # PyAV, imported on first use (mmtok/lazy.py)
 
 PadPolicy = Literal["repeat", "zero", "reject", "drop"]
 Crop = int | tuple[int, int] | None  # centre crop: (height, width), an int for a square
-Timed = Iterator[tuple[Fraction, av.VideoFrame]]  # (seconds from stream start, frame)
+Timed = Iterator[tuple[Fraction, "av.VideoFrame"]]  # (seconds from stream start, frame)
 
 VFR_PROBE_FRAMES = 48  # frame timestamps examined by video_info to detect a variable rate
 _PAD_POLICIES = ("repeat", "zero", "reject", "drop")
