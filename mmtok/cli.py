@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -16,6 +17,9 @@ from mmtok.errors import InputError, MmtokError
 from mmtok.fileutil import check_output, make_dir, require_file
 
 TOKENS_SUFFIX = ".tokens.safetensors"
+BATCH_EPILOG = ("Several files: a bad file is reported and the others go on. Exit status: 0 "
+                "all done, 1 some files failed, 2 refused (nothing written) or the one file "
+                "failed.")  # fmt: skip
 
 
 def _load(name: str):  # noqa: ANN202 (Tokenizer; import kept lazy for a fast --help)
@@ -96,29 +100,52 @@ class _Models:
         return tok
 
 
-def cmd_encode(args: argparse.Namespace) -> None:
+def _run_batch(verb: str, files: list[str], step: Callable[[str], str]) -> int:
+    """``step(file)`` for each file; it returns the line to print. One file: an error
+    propagates (one line, exit 2). Several: each failing file is reported on stderr, the rest
+    go on, a summary line follows, and the exit code is 1 if any file failed."""
+    if len(files) == 1:
+        print(step(files[0]))
+        return 0
+    failed = 0
+    for f in tqdm(files, desc=verb, unit="file"):
+        try:
+            tqdm.write(step(f))
+        except (MmtokError, OSError) as e:
+            failed += 1
+            where = "" if f in str(e) else f"{f}: "
+            tqdm.write(f"mmtok {verb}: error: {where}{e}", file=sys.stderr)
+    print(f"{len(files)} files: {len(files) - failed} {verb}d, {failed} failed")
+    return 1 if failed else 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
     from mmtok.media import detect_modality, read_media
 
     out = _Outputs(args.output, args.files, args.overwrite)
     _check_encode_output(out)
     models = _Models(args.preset)
-    for f in tqdm(args.files, desc="encode", unit="file", disable=len(args.files) == 1):
+
+    def encode(f: str) -> str:
         require_file(f)
         tok = models.for_file(f, detect_modality(f))
         dest = out.dest(f, TOKENS_SUFFIX)
         tokens = tok.encode(read_media(f, tok), n_q=args.n_q)
         tokens.save(dest)
         out.wrote(dest, f)
-        print(f"{f} -> {dest}  grid {list(tokens.grid)} x {tokens.num_codebooks} codes")
+        return f"{f} -> {dest}  grid {list(tokens.grid)} x {tokens.num_codebooks} codes"
+
+    return _run_batch("encode", args.files, encode)
 
 
-def cmd_decode(args: argparse.Namespace) -> None:
+def cmd_decode(args: argparse.Namespace) -> int:
     from mmtok.media import OUTPUT_SUFFIX, write_media
     from mmtok.tokens import Tokens
 
     out = _Outputs(args.output, args.files, args.overwrite)
     models = _Models(args.preset)
-    for f in tqdm(args.files, desc="decode", unit="file", disable=len(args.files) == 1):
+
+    def decode(f: str) -> str:
         tokens = Tokens.load(f)
         name = args.preset or tokens.tokenizer_name
         if not name:
@@ -127,7 +154,9 @@ def cmd_decode(args: argparse.Namespace) -> None:
         dest = out.dest(f, OUTPUT_SUFFIX[tok.modality])
         write_media(dest, tok.decode(tokens), tok)
         out.wrote(dest, f)
-        print(f"{f} -> {dest}")
+        return f"{f} -> {dest}"
+
+    return _run_batch("decode", args.files, decode)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -166,14 +195,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmtok", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("encode", help="media files -> token files (.tokens.safetensors)")
+    e = sub.add_parser(
+        "encode", help="media files -> token files (.tokens.safetensors)", epilog=BATCH_EPILOG
+    )
     e.add_argument("files", nargs="+")
     e.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     e.add_argument("--preset", help="preset name or checkpoint folder (default: per modality)")
     e.add_argument("--n-q", type=int, default=None, help="code streams to keep (residual VQ)")
     e.add_argument("--overwrite", action="store_true", help="replace existing output files")
     e.set_defaults(func=cmd_encode)
-    d = sub.add_parser("decode", help="token files -> media files")
+    d = sub.add_parser("decode", help="token files -> media files", epilog=BATCH_EPILOG)
     d.add_argument("files", nargs="+")
     d.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     d.add_argument("--preset", help="override the tokenizer recorded in the token file")

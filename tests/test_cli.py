@@ -96,5 +96,45 @@ def test_same_stem_in_one_run_is_not_overwritten(capsys, tiny_image_ckpt, photo)
     other.write_bytes(photo.read_bytes())
     out = photo.parent / "out"
     code, _, err = _encode(capsys, tiny_image_ckpt, photo, other, "-o", out, "--overwrite")
-    assert code != 0 and "already written" in err, err
+    assert code == 1 and "already written" in err, err
     assert (out / "photo.tokens.safetensors").exists()
+
+
+def _batch(folder: Path, photo: Path) -> list[Path]:
+    """a.png, bad.png (text), c.png in ``folder``."""
+    folder.mkdir()
+    files = [folder / n for n in ("a.png", "bad.png", "c.png")]
+    for f in files:
+        f.write_bytes(photo.read_bytes())
+    files[1].write_text("not an image")
+    return files
+
+
+def test_encode_batch_reports_a_bad_file_and_goes_on(capsys, tiny_image_ckpt, photo):
+    files = _batch(photo.parent / "in", photo)
+    out = photo.parent / "out"
+    code, stdout, err = _encode(capsys, tiny_image_ckpt, *files, "-o", out)
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.tokens.safetensors", "c.tokens.safetensors"]
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "bad.png" in errors[0], err
+    assert stdout.strip().splitlines()[-1] == "3 files: 2 encoded, 1 failed"
+
+
+def test_decode_batch_reports_a_bad_file_and_goes_on(capsys, tiny_image_ckpt, photo):
+    files = _batch(photo.parent / "in", photo)
+    out = photo.parent / "tok"
+    assert _encode(capsys, tiny_image_ckpt, *files, "-o", out)[0] == 1
+    tokens = sorted(out.iterdir())
+    tokens.insert(1, files[1])  # not a token file
+    code, stdout, err = _run(capsys, "decode", *tokens, "-o", photo.parent / "back")
+    assert code == 1 and "bad.png" in err
+    assert sorted(p.name for p in (photo.parent / "back").iterdir()) == ["a.png", "c.png"]
+    assert stdout.strip().splitlines()[-1] == "3 files: 2 decoded, 1 failed"
+
+
+def test_batch_all_good_exits_zero(capsys, tiny_image_ckpt, photo):
+    files = _batch(photo.parent / "in", photo)
+    files[1].write_bytes(photo.read_bytes())
+    code, stdout, err = _encode(capsys, tiny_image_ckpt, *files, "-o", photo.parent / "out")
+    assert code == 0 and stdout.strip().splitlines()[-1] == "3 files: 3 encoded, 0 failed", err
