@@ -190,8 +190,8 @@ def train(tok: nn.Module, data: object, s: Setup) -> float:
 @torch.no_grad()
 def evaluate(tok: nn.Module, images: list[Tensor]) -> tuple[float, int]:
     """(mean held-out PSNR in dB, number of distinct codes over all held-out tokens)."""
+    from mmtok.metrics import psnr
     from mmtok.tokenizer import eval_mode
-    from mmtok.train.trainer import psnr
 
     scores, hits = [], torch.zeros(tok.codebook_size, dtype=torch.long)
     with eval_mode(tok):

@@ -10,9 +10,8 @@ import torch
 
 from mmtok.checkpoint import load_pretrained, sha256_file
 from mmtok.media import read_media
-from mmtok.metrics import si_snr
+from mmtok.metrics import si_snr, snr
 from mmtok.presets import PRESETS, Preset, default_preset, list_presets, preset_dir
-from mmtok.train.audio import snr
 
 LOOP = Path(__file__).resolve().parents[1] / "mmtok/assets/samples/loop_amen.flac"
 

@@ -7,9 +7,8 @@ import torch
 
 from mmtok.checkpoint import load_pretrained, sha256_file
 from mmtok.media import read_media
-from mmtok.metrics import psnr
+from mmtok.metrics import psnr, ssim
 from mmtok.presets import PRESETS, list_presets, preset_dir
-from mmtok.train.video import ssim
 
 SAMPLE = preset_dir("samples") / "bigbuckbunny.mp4"
 # Measured on the bundled sample (24 frames, 96x96 at 12 fps; Big Buck Bunny is one of the

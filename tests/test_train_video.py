@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mmtok.checkpoint import load_pretrained
+from mmtok.metrics import ssim
 from mmtok.train import Trainer, load_config
 from mmtok.train.__main__ import main
 from mmtok.train.modalities import build_model
@@ -19,7 +20,6 @@ from mmtok.train.video import (
     VideoClips,
     eval_set,
     evaluate_heldout,
-    ssim,
     tokens_per_second,
 )
 from mmtok.video.io import save_video

@@ -8,25 +8,23 @@ Losses (Jukebox / Parallel WaveGAN / DAC): waveform L1 and L2; multi-resolution 
 magnitude loss (spectral convergence + log-magnitude L1, Yamamoto et al. 2020) over several
 FFT sizes; log-mel L1 through ``torchaudio.transforms.MelSpectrogram``; a small L-infinity term,
 the mean of the k largest absolute errors (Jukebox ``linf_k``). ``AudioLoss`` weighs them.
-Metrics: ``si_snr`` (scale-invariant SNR, dB) and ``mel_distance`` (multi-resolution log-mel L1).
+Quality metrics (SI-SNR, SNR, multi-resolution mel distance) live in ``mmtok.metrics``.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-import torchaudio
 from torch import Tensor, nn
 
 from mmtok.configurable import Configurable
 from mmtok.errors import InputError
+from mmtok.metrics import log_mel_l1
 
 FFT_SIZES = (512, 1024, 2048)
-MEL_BANDS = (40, 80, 160)  # per FFT size in mel_distance
 EPS = 1e-5
 
 
@@ -57,25 +55,11 @@ def stft_loss(x: Tensor, recon: Tensor, fft_sizes: Sequence[int] = FFT_SIZES) ->
     return total / len(fft_sizes)
 
 
-@functools.lru_cache(maxsize=32)
-def _mel(sample_rate: int, n_fft: int, n_mels: int, device: torch.device) -> nn.Module:
-    return torchaudio.transforms.MelSpectrogram(
-        sample_rate, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels, power=1.0
-    ).to(device)
-
-
-def _log_mel_l1(x: Tensor, recon: Tensor, sample_rate: int, n_fft: int, n_mels: int) -> Tensor:
-    """Per-row mean ``|log mel(x) - log mel(recon)|`` -> ``[B*C]``."""
-    mel = _mel(sample_rate, n_fft, n_mels, x.device)
-    diff = mel(x).clamp_min(EPS).log() - mel(recon).clamp_min(EPS).log()  # [B*C, M, N]
-    return diff.abs().mean(dim=(1, 2))
-
-
 def mel_loss(x: Tensor, recon: Tensor, sample_rate: int = 22050, n_fft: int = 1024,
              n_mels: int = 80) -> Tensor:  # fmt: skip
     """L1 between log-mel spectrograms (``MelSpectrogram``, hop n_fft/4, magnitude)."""
     x, recon = _flat(x, recon)
-    return _log_mel_l1(x, recon, sample_rate, n_fft, n_mels).mean()
+    return log_mel_l1(x, recon, sample_rate, n_fft, n_mels).mean()
 
 
 def linf_loss(x: Tensor, recon: Tensor, k: int = 2048) -> Tensor:
@@ -83,36 +67,6 @@ def linf_loss(x: Tensor, recon: Tensor, k: int = 2048) -> Tensor:
     x, recon = _flat(x, recon)
     err = (x - recon).abs()
     return err.topk(min(k, err.shape[-1]), dim=-1).values.mean()
-
-
-def si_snr(x: Tensor, recon: Tensor, eps: float = 1e-8) -> Tensor:
-    """Scale-invariant SNR in dB per sample ``[B]`` (mean over channels), higher is better:
-    ``10 log10(|s|^2 / |e|^2)``, s = projection of recon on x, e = recon - s (zero-mean)."""
-    b = x.shape[0]
-    x, recon = _flat(x, recon)
-    x = x - x.mean(-1, keepdim=True)
-    recon = recon - recon.mean(-1, keepdim=True)
-    s = (recon * x).sum(-1, keepdim=True) / (x.pow(2).sum(-1, keepdim=True) + eps) * x
-    e = recon - s
-    ratio = (s.pow(2).sum(-1) + eps) / (e.pow(2).sum(-1) + eps)
-    return (10 * torch.log10(ratio)).reshape(b, -1).mean(1)
-
-
-def mel_distance(
-    x: Tensor,
-    recon: Tensor,
-    sample_rate: int = 22050,
-    fft_sizes: Sequence[int] = FFT_SIZES,
-    n_mels: Sequence[int] = MEL_BANDS,
-) -> Tensor:
-    """Multi-resolution log-mel L1 per sample ``[B]`` (mean over resolutions and channels),
-    lower is better."""
-    b = x.shape[0]
-    xf, rf = _flat(x, recon)
-    with torch.no_grad():
-        pairs = zip(fft_sizes, n_mels, strict=True)
-        d = sum(_log_mel_l1(xf, rf, sample_rate, n, m) for n, m in pairs)
-    return (d / len(fft_sizes)).reshape(b, -1).mean(1)
 
 
 @dataclass

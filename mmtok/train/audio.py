@@ -39,10 +39,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mmtok.audio.io import ClippingWarning, load_audio
-from mmtok.audio.losses import FFT_SIZES, linf_loss, mel_distance, mel_loss, stft_loss
+from mmtok.audio.losses import FFT_SIZES, linf_loss, mel_loss, stft_loss
 from mmtok.audio.tokenizer import DEFAULT_SAMPLE_RATE, AudioTokenizer, audio_tokenizer
 from mmtok.errors import ConfigError
-from mmtok.metrics import si_snr
+from mmtok.metrics import mel_distance, si_snr, snr
 from mmtok.train.data import Key, key_generator, list_files
 from mmtok.train.heldout import add_code_hits, heldout_main
 from mmtok.train.losses import register_loss
@@ -217,13 +217,6 @@ def plot_examples(originals: Sequence[Tensor], recons: Sequence[Tensor], path: P
 
 
 # --- held-out evaluation --------------------------------------------------------------------
-def snr(x: Tensor, y: Tensor) -> float:
-    """Plain SNR in dB of ``y`` against ``x``: ``10 log10(|x|^2 / |x - y|^2)``. Unlike SI-SNR it
-    is not blind to a polarity inversion (SI-SNR's optimal scale may be negative)."""
-    x, y = x.double(), y.double()
-    return float(10 * torch.log10(x.pow(2).sum() / (x - y).pow(2).sum().clamp_min(1e-20)))
-
-
 @dataclass
 class HeldoutReport:
     """Held-out quality of an audio tokenizer: means over clips, usage over all of them."""
@@ -259,7 +252,7 @@ class HeldoutReport:
 @torch.no_grad()
 def evaluate_heldout(tok: AudioTokenizer, cfg: DataConfig) -> HeldoutReport:
     """Encode + decode (the exact windowed paths) the held-out clips of ``cfg`` with ``tok``:
-    SI-SNR (``mmtok.metrics.si_snr``), plain SNR and multi-resolution mel distance per clip,
+    SI-SNR, plain SNR and multi-resolution mel distance (``mmtok.metrics``) per clip,
     codebook usage over all clips."""
     spec, per_clip, hits, samples = AudioSpec.of(tok), {}, None, 0
     for f in _eval_files(cfg):
@@ -269,7 +262,7 @@ def evaluate_heldout(tok: AudioTokenizer, cfg: DataConfig) -> HeldoutReport:
         per_clip[f.name] = {
             "si_snr_db": si_snr(x, y),
             "snr_db": snr(x, y),
-            "mel_distance": float(mel_distance(x, y, tok.sample_rate)[0]),
+            "mel_distance": mel_distance(x, y, tok.sample_rate),
         }
         ids = tokens.ids[0]  # [Q, t]
         hits = add_code_hits(hits, ids, tok.codebook_size)

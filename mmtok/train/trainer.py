@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mmtok.checkpoint import save_pretrained
 from mmtok.errors import CheckpointError, ConfigError
+from mmtok.metrics import psnr
 from mmtok.tokenizer import eval_mode, state_digest
 from mmtok.train import checkpoints as ckpt
 from mmtok.train.config import Config
@@ -63,12 +64,6 @@ class RunResult:
     out_dir: Path
     eval: EvalResult | None = None
     ranks_in_sync: bool = True
-
-
-def psnr(x: Tensor, y: Tensor) -> float:
-    """PSNR in dB of ``y`` against ``x``, both in [-1, 1] (peak-to-peak 2)."""
-    mse = torch.mean((x.double() - y.double()) ** 2).clamp_min(1e-12)
-    return float(10 * torch.log10(4.0 / mse))
 
 
 def seed_everything(seed: int) -> None:

@@ -1,4 +1,4 @@
-"""Video training data: seeded random clips, held-out clips, frame strips, SSIM and evaluation.
+"""Video training data: seeded random clips, held-out clips, frame strips, held-out evaluation.
 
 Legend: T frames, H, W pixels, c = the tokenizer's ``clip_frames``, s = ``data.crop``.
 Samples are float32 ``[3, c, s, s]`` in [-1, 1].
@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from mmtok.errors import InputError
 from mmtok.image.io import from_uint8, to_uint8
-from mmtok.metrics import psnr
+from mmtok.metrics import psnr, ssim
 from mmtok.train.data import Key, key_generator, list_files
 from mmtok.train.heldout import add_code_hits, heldout_main
 from mmtok.video.io import load_video
@@ -163,47 +162,6 @@ def plot_examples(originals: Sequence[Tensor], recons: Sequence[Tensor], path: P
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-# --- metrics --------------------------------------------------------------------------------
-def _gaussian(size: int, sigma: float) -> Tensor:
-    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    return g / g.sum()
-
-
-def ssim_map(x: Tensor, y: Tensor, data_range: float = 2.0, win: int = 11,
-             sigma: float = 1.5) -> Tensor:  # fmt: skip
-    """SSIM map (Wang et al. 2004) of every 2D plane of ``x`` vs ``y`` (``[..., H, W]``):
-    ``win`` x ``win`` Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, population
-    (co)variances, 'valid' windows only (``[N, H - win + 1, W - win + 1]``, float64)."""
-    if x.shape != y.shape or x.dim() < 2:
-        raise InputError(f"ssim: expected two [..., H, W] tensors of one shape, got "
-                         f"{list(x.shape)} and {list(y.shape)}")  # fmt: skip
-    if min(x.shape[-2:]) < win:
-        raise InputError(f"ssim: planes of {list(x.shape[-2:])} are smaller than the window {win}")
-    a = x.detach().double().reshape(-1, 1, *x.shape[-2:])
-    b = y.detach().double().reshape(-1, 1, *y.shape[-2:])
-    g = _gaussian(win, sigma).to(a.device)
-
-    def blur(z: Tensor) -> Tensor:
-        return F.conv2d(F.conv2d(z, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    return (num / den)[:, 0]
-
-
-def ssim(x: Tensor, y: Tensor, data_range: float = 2.0) -> float:
-    """Mean SSIM over every frame and channel (``[3, T, H, W]`` or any ``[..., H, W]``), pixels
-    in [-1, 1] by default (data range 2); matches skimage's ``structural_similarity(...,
-    gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=...)``."""
-    return float(ssim_map(x, y, data_range).mean())
 
 
 @dataclass
