@@ -78,6 +78,8 @@ def collect(inputs: list[str | os.PathLike]) -> list[Item]:
             items += _from_folder(p)
         elif p.is_file() and p.suffix == ".jsonl":
             items += _from_manifest(p)
+        elif not p.exists():
+            raise InputError(f"input {str(p)!r} does not exist")
         else:
             raise InputError(f"input {str(p)!r}: expected a folder or a .jsonl manifest")
     seen: dict[str, str] = {}

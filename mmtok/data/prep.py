@@ -158,19 +158,60 @@ def _decoded(tasks: list, workers: int) -> Iterator:
     yield from loader
 
 
-def _plan_digest(job: PrepJob, items: list[Item], vocab: Vocabulary) -> str:
+def _sha256(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _plan_record(job: PrepJob, items: list[Item], encoders: dict[str, Encoder],
+                 vocab: Vocabulary) -> dict:  # fmt: skip
+    """What decides a job's shards; compared field by field when a folder is reused."""
+    return {
+        "inputs": {"files": len(items), "sha256": _sha256([asdict(i) for i in items])},
+        "tokenizers": {
+            "names": {m: e.name for m, e in encoders.items()},
+            "sha256": _sha256(vocab.to_json()),
+        },
+        "shard_size": job.shard_size,
+        "format": job.fmt,
+    }
+
+
+def _difference(key: str, old: object, new: object) -> str:
+    """One field of two plan records, said for a user: what it was and what it is now."""
+    if key == "inputs" and isinstance(old, dict) and old.get("files") == new["files"]:
+        return f"inputs ({new['files']} files as before, but other paths, keys or splits)"
+    if key == "inputs" and isinstance(old, dict):
+        return f"inputs ({old.get('files')} files before, {new['files']} now)"
+    if key == "tokenizers" and isinstance(old, dict) and old.get("names") == new["names"]:
+        return f"tokenizers (the same names {new['names']}, but other weights)"
+    if key == "tokenizers" and isinstance(old, dict):
+        return f"tokenizers ({old.get('names')} before, {new['names']} now)"
+    return f"{key.replace('_', ' ')} ({old} before, {new} now)"
+
+
+def _legacy_digest(job: PrepJob, items: list[Item], vocab: Vocabulary) -> str:
+    """The single digest that folders prepared before ``plan.json`` recorded."""
     plan = {"items": [asdict(i) for i in items], "shard_size": job.shard_size, "fmt": job.fmt,
             "vocab": vocab.to_json()}  # fmt: skip
-    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+    return _sha256(plan)
 
 
-def _check_plan(out: Path, digest: str) -> None:
-    plan = out / ".state" / "plan.sha256"
-    if plan.exists() and plan.read_text() != digest:
-        raise InputError(f"output folder {str(out)!r} holds a different prep job (other inputs, "
-                         "tokenizers or shard size); use a new folder")  # fmt: skip
-    plan.parent.mkdir(parents=True, exist_ok=True)
-    plan.write_text(digest)
+def _check_plan(out: Path, record: dict, legacy_digest: str) -> None:
+    """Refuse a folder that holds another job, naming what differs; else record this job."""
+    path, legacy = out / ".state" / "plan.json", out / ".state" / "plan.sha256"
+    if path.exists():
+        old = json.loads(path.read_text())
+        diffs = [_difference(k, old.get(k), v) for k, v in record.items() if old.get(k) != v]
+    elif legacy.exists() and legacy.read_text() != legacy_digest:
+        diffs = ["inputs, tokenizers, shard size or format (recorded as one digest)"]
+    else:
+        diffs = []
+    if diffs:
+        raise InputError(f"output folder {str(out)!r} holds a different prep job; it differs "
+                         f"in {'; '.join(diffs)}: use a new folder")  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
 def _write_shard(out: Path, index: int, job: PrepJob, rows: list, failures: list,
@@ -271,20 +312,24 @@ class Plan:
 
 
 def plan_job(job: PrepJob) -> Plan:
-    """Check the job, load its tokenizers, write vocab.json and find the unfinished shards."""
+    """Check the job, load its tokenizers, write vocab.json and find the unfinished shards.
+
+    Nothing is created on disk until the inputs, tokenizers and options have been checked.
+    """
     if job.fmt not in FORMATS:
         raise InputError(f"format must be one of {sorted(FORMATS)}, got {job.fmt!r}")
     if job.shard_size < 1:
         raise InputError(f"shard_size must be >= 1, got {job.shard_size}")
     if job.engine not in ENGINES:
         raise InputError(f"engine must be one of {list(ENGINES)}, got {job.engine!r}")
-    out = make_dir(job.out_dir, "prep output folder")
     items = collect(job.inputs)
     if not items:
         raise InputError(f"no media found in {job.inputs}")
     encoders = _load_encoders(job, {it.modality for it in items})
     vocab = _vocabulary(encoders)
-    _check_plan(out, _plan_digest(job, items, vocab))
+    out = make_dir(job.out_dir, "prep output folder")  # only once the job is known to be sound
+    _check_plan(out, _plan_record(job, items, encoders, vocab),
+                _legacy_digest(job, items, vocab))  # fmt: skip
     vocab.save(out / "vocab.json")
     shards = [items[i : i + job.shard_size] for i in range(0, len(items), job.shard_size)]
     pending = [i for i in range(len(shards)) if not shard_path(out, i, job.fmt).exists()]
@@ -332,7 +377,11 @@ class ShardBook:
 
 
 def run_prep(job: PrepJob) -> dict:
-    """Run (or resume) a prep job; returns the totals written to meta.json."""
+    """Run (or resume) a prep job; returns the totals written to meta.json.
+
+    InputError when no file at all could be tokenized (meta.json and failures.jsonl are still
+    written, so the reasons can be read).
+    """
     start = time.perf_counter()
     plan = plan_job(job)
     if job.engine == "ray":
@@ -341,7 +390,14 @@ def run_prep(job: PrepJob) -> dict:
         encode_pending_ray(job, plan)
     else:
         _encode_pending(job, plan)
-    return _finish(plan.out, len(plan.shards), plan.vocab, time.perf_counter() - start)
+    meta = _finish(plan.out, len(plan.shards), plan.vocab, time.perf_counter() - start)
+    if meta["files"] == 0:
+        n = meta["failures"]
+        which = "the one file" if n == 1 else f"all {n} files"
+        raise InputError(f"prep produced nothing: {which} failed; reasons in "
+                         f"{str(plan.out / 'failures.jsonl')!r} (fix them and prep into a new "
+                         "folder: this one records them as done)")  # fmt: skip
+    return meta
 
 
 def _encode_pending(job: PrepJob, plan: Plan) -> None:
