@@ -409,3 +409,20 @@ def test_codebook_health_on_256_clusters():
     print(f"codes used on held-out data: mmtok {ours:.1%}, seed-style {seed:.1%}")
     assert ours >= 0.90
     assert seed < ours
+
+
+@pytest.mark.parametrize("name", ["vq", "vq_lowdim", "fsq", "identity"])
+def test_single_stream_quantizers_refuse_n_q_above_one(name):
+    """VQ, FSQ and the identity have no residual stages: n_q None or 1, anything else raises
+    the same InputError (FSQ and the identity used to ignore it and return one stream)."""
+    torch.manual_seed(0)
+    q = IdentityQuantizer(16) if name == "identity" else QUANTIZERS[name]()
+    q.eval()
+    x = torch.randn(2, 10, 16)
+    want = q(x).ids
+    for n_q in (None, 1):
+        assert torch.equal(q(x, n_q=n_q).ids, want) and torch.equal(q.encode(x, n_q=n_q), want)
+    for n_q in (0, 2, 3):
+        for call in (q, q.encode):
+            with pytest.raises(InputError, match=rf"n_q: a {type(q).__name__} .*got n_q={n_q}"):
+                call(x, n_q=n_q)

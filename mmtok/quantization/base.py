@@ -61,6 +61,14 @@ def check_ids(ids: Tensor, num_streams: int, codebook_size: int, name: str = "id
         )
 
 
+def check_single_stream(n_q: int | None, quantizer: str) -> None:
+    """InputError unless ``n_q`` is None or 1: what every quantizer without residual stages
+    (VQ, FSQ, identity) accepts, so ``n_q=3`` is refused instead of silently ignored."""
+    if n_q not in (None, 1):
+        raise InputError(f"n_q: a {quantizer} has no residual stages, so n_q must be None or 1, "
+                         f"got n_q={n_q}")  # fmt: skip
+
+
 class Quantizer(Configurable, nn.Module):
     """Base class: maps ``[B, N, D]`` latents to codes and back.
 

@@ -16,7 +16,13 @@ import torch
 from torch import Tensor, nn
 
 from mmtok.errors import ConfigError
-from mmtok.quantization.base import Quantizer, QuantizerOutput, check_ids, check_latents
+from mmtok.quantization.base import (
+    Quantizer,
+    QuantizerOutput,
+    check_ids,
+    check_latents,
+    check_single_stream,
+)
 from mmtok.quantization.metrics import to_host, usage_metrics
 
 MAX_HISTOGRAM = 1 << 20
@@ -73,8 +79,10 @@ class FSQ(Quantizer):
         return (digits.float() - self._half) / self._half
 
     def forward(self, x: Tensor, n_q: int | None = None) -> QuantizerOutput:
-        """``x`` ``[B, N, D]`` -> quantized ``[B, N, D]``, ids ``[B, N, 1]`` int64."""
+        """``x`` ``[B, N, D]`` -> quantized ``[B, N, D]``, ids ``[B, N, 1]`` int64; ``n_q``: None
+        or 1 (one code stream)."""
         check_latents(x, self.dim)
+        check_single_stream(n_q, "FSQ")
         with torch.autocast(device_type=x.device.type, enabled=False):
             digits = self._digits(self.project_in(x.float()))  # [B, N, L]
             ids = self.digits_to_ids(digits)  # [B, N]

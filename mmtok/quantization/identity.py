@@ -9,7 +9,12 @@ from __future__ import annotations
 from torch import Tensor
 
 from mmtok.errors import InputError
-from mmtok.quantization.base import Quantizer, QuantizerOutput, check_latents
+from mmtok.quantization.base import (
+    Quantizer,
+    QuantizerOutput,
+    check_latents,
+    check_single_stream,
+)
 
 
 class IdentityQuantizer(Quantizer):
@@ -23,7 +28,9 @@ class IdentityQuantizer(Quantizer):
         self.dim = dim
 
     def forward(self, x: Tensor, n_q: int | None = None) -> QuantizerOutput:
+        """``x`` ``[B, N, D]`` -> quantized ``x``, ids ``[B, N, 0]``; ``n_q``: None or 1."""
         check_latents(x, self.dim)
+        check_single_stream(n_q, "IdentityQuantizer")
         ids = x.new_zeros((*x.shape[:-1], 0)).long()
         return QuantizerOutput(x, ids, x.new_zeros(()), {})
 

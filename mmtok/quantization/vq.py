@@ -15,8 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmtok.errors import ConfigError, InputError
-from mmtok.quantization.base import Quantizer, QuantizerOutput, check_ids, check_latents
+from mmtok.errors import ConfigError
+from mmtok.quantization.base import (
+    Quantizer,
+    QuantizerOutput,
+    check_ids,
+    check_latents,
+    check_single_stream,
+)
 from mmtok.quantization.codebook import Codebook, Init
 from mmtok.quantization.metrics import to_host
 
@@ -101,8 +107,7 @@ class VectorQuantizer(Quantizer):
 
     def _check(self, x: Tensor, n_q: int | None) -> None:
         check_latents(x, self.dim)
-        if n_q not in (None, 1):
-            raise InputError(f"n_q: a VectorQuantizer has 1 code stream, got n_q={n_q}")
+        check_single_stream(n_q, "VectorQuantizer")
 
     def forward(self, x: Tensor, n_q: int | None = None) -> QuantizerOutput:
         """``x`` ``[B, N, D]`` float -> quantized ``[B, N, D]``, ids ``[B, N, 1]`` int64 < K."""
