@@ -160,9 +160,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from mmtok.info import describe
+    from mmtok.info import describe, preset_list
 
-    print(describe(_load(args.name)))
+    print(describe(_load(args.name)) if args.name else preset_list())
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -192,35 +192,77 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"report: {report.resolve()}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mmtok", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser(
-        "encode", help="media files -> token files (.tokens.safetensors)", epilog=BATCH_EPILOG
-    )
-    e.add_argument("files", nargs="+")
-    e.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
-    e.add_argument("--preset", help="preset name or checkpoint folder (default: per modality)")
-    e.add_argument("--n-q", type=int, default=None, help="code streams to keep (residual VQ)")
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except for flags, unset options and help that says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _presets(modality: str | None = None) -> str:
+    from mmtok.presets import PRESETS, list_presets
+
+    present = set(list_presets())
+    return ", ".join(n for n, p in PRESETS.items()
+                     if n in present and modality in (None, p.modality))  # fmt: skip
+
+
+def _defaults() -> str:
+    from mmtok.presets import default_preset
+
+    names = (default_preset(m) for m in ("image", "audio", "video"))
+    return ", ".join(n for n in names if n)
+
+
+def _add_encode(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("encode", help="media files -> token files (.tokens.safetensors)",
+                       epilog=BATCH_EPILOG, formatter_class=_Help)  # fmt: skip
+    e.add_argument("files", nargs="+", help="image, audio or video files")
+    e.add_argument("-o", "--output", required=True,
+                   help=f"output *{TOKENS_SUFFIX} file (one input) or folder")  # fmt: skip
+    e.add_argument("--preset", help=f"preset ({_presets()}) or checkpoint folder "
+                   f"(default: the one of each file's modality: {_defaults()})")  # fmt: skip
+    e.add_argument("--n-q", type=int, help="code streams to keep, for residual-VQ checkpoints "
+                   "(every bundled preset has a single stream)")  # fmt: skip
     e.add_argument("--overwrite", action="store_true", help="replace existing output files")
     e.set_defaults(func=cmd_encode)
-    d = sub.add_parser("decode", help="token files -> media files", epilog=BATCH_EPILOG)
-    d.add_argument("files", nargs="+")
+
+
+def _add_decode(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("decode", help="token files -> media files", epilog=BATCH_EPILOG,
+                       formatter_class=_Help)  # fmt: skip
+    d.add_argument("files", nargs="+", help=f"*{TOKENS_SUFFIX} files")
     d.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
-    d.add_argument("--preset", help="override the tokenizer recorded in the token file")
+    d.add_argument("--preset", help=f"preset ({_presets()}) or checkpoint folder to use instead "
+                   "of the tokenizer recorded in the token file")  # fmt: skip
     d.add_argument("--overwrite", action="store_true", help="replace existing output files")
     d.set_defaults(func=cmd_decode)
-    i = sub.add_parser("info", help="describe a preset or checkpoint folder")
-    i.add_argument("name")
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    i = sub.add_parser("info", help="list the bundled presets, or describe one / a checkpoint",
+                       formatter_class=_Help)  # fmt: skip
+    i.add_argument("name", nargs="?", help=f"preset ({_presets()}) or checkpoint folder; "
+                   "none: list the presets with their rate and quality")  # fmt: skip
     i.set_defaults(func=cmd_info)
-    pr = sub.add_parser("prep", help="media folders / manifests -> token shards")
+
+
+def _add_prep(sub: argparse._SubParsersAction) -> None:
+    from mmtok.presets import default_preset
+
+    pr = sub.add_parser("prep", help="media folders / manifests -> token shards",
+                        formatter_class=_Help)  # fmt: skip
     pr.add_argument("inputs", nargs="+", help="folders and/or .jsonl manifests")
     pr.add_argument("-o", "--output", required=True, help="output folder")
     for m in ("image", "audio", "video"):
-        levels = ", or comma-separated levels: audio-hop8,audio-hop32,audio-hop128"
-        pr.add_argument(f"--{m}-tokenizer", help=f"preset or checkpoint for {m} files"
+        levels = "; or comma-separated audio levels, e.g. audio-hop8,audio-hop32,audio-hop128"
+        pr.add_argument(f"--{m}-tokenizer", help=f"preset ({_presets(m)}) or checkpoint folder "
+                        f"for {m} files (default: {default_preset(m)})"
                         + (levels if m == "audio" else ""))  # fmt: skip
-    pr.add_argument("--format", default="parquet", choices=["parquet", "webdataset"])
+    pr.add_argument("--format", default="parquet", choices=["parquet", "webdataset"],
+                    help="shard format")  # fmt: skip
     pr.add_argument("--shard-size", type=int, default=256, help="items per shard")
     pr.add_argument("--workers", type=int, default=2,
                     help="media decoding processes (ray: tokenizer actors)")  # fmt: skip
@@ -230,11 +272,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
                     help="Ray cluster (default: $RAY_ADDRESS, else a local instance)")  # fmt: skip
     pr.set_defaults(func=cmd_prep)
-    dm = sub.add_parser("demo", help="tokenize sample media and write an HTML report")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    dm = sub.add_parser("demo", help="tokenize sample media and write an HTML report",
+                        formatter_class=_Help)  # fmt: skip
     dm.add_argument("files", nargs="*", help="media files (default: the bundled samples)")
     dm.add_argument("-o", "--output", default="mmtok-demo", help="report folder")
-    dm.add_argument("--preset", help="use this preset / checkpoint for every file")
+    dm.add_argument("--preset", help=f"preset ({_presets()}) or checkpoint folder for every "
+                    f"file (default: the one of each file's modality: {_defaults()})")  # fmt: skip
     dm.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mmtok import __version__
+
+    p = argparse.ArgumentParser(prog="mmtok", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_encode, _add_decode, _add_info, _add_prep, _add_demo):
+        add(sub)
     t = sub.add_parser("train", help="train a tokenizer from a recipe", add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER)
     t.set_defaults(func=cmd_train)
@@ -253,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     except MmtokError as e:
         print(f"mmtok {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `mmtok info | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as e:  # a file system problem the checks above did not name
         print(f"mmtok {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Human-readable summary of a tokenizer: grid, codebook, bits, token rate, parameters."""
+"""Human-readable summaries: a tokenizer (grid, codebook, bits, token rate, parameters) and the
+list of bundled presets (``mmtok info`` with no name)."""
 
 from __future__ import annotations
 
@@ -38,4 +39,19 @@ def describe(tok: nn.Module) -> str:
         rate = tok.sample_rate / tok.downsample[0]
         lines.append(f"sample rate:    {tok.sample_rate} Hz, token rate {rate:g} /s, "
                      f"bitrate {rate * bits / 1000:g} kbit/s")  # fmt: skip
+    return "\n".join(lines)
+
+
+def preset_list() -> str:
+    """One line per bundled preset: rate, held-out quality, when to pick it (``mmtok info``)."""
+    from mmtok.presets import PRESETS, default_preset, list_presets
+
+    present = set(list_presets())
+    names = [n for n in PRESETS if n in present]  # the order they are declared in
+    width = max((len(n) for n in names), default=0)
+    lines = ["bundled presets (quality on held-out data; 'mmtok info NAME' for details):"]
+    for name in names:
+        p = PRESETS[name]
+        mark = f" (default {p.modality})" if default_preset(p.modality) == name else ""
+        lines.append(f"  {name:<{width}}  {p.modality}: {p.rate}; {p.quality}; {p.pick}{mark}")
     return "\n".join(lines)

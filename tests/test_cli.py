@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,55 @@ def test_batch_all_good_exits_zero(capsys, tiny_image_ckpt, photo):
     files[1].write_bytes(photo.read_bytes())
     code, stdout, err = _encode(capsys, tiny_image_ckpt, *files, "-o", photo.parent / "out")
     assert code == 0 and stdout.strip().splitlines()[-1] == "3 files: 3 encoded, 0 failed", err
+
+
+def test_version():
+    import subprocess
+    import sys
+
+    import mmtok
+
+    r = subprocess.run([sys.executable, "-m", "mmtok", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == f"mmtok {mmtok.__version__}", r.stderr
+
+
+def _readme_row(name: str) -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{name}`")]
+    return row
+
+
+def test_info_without_a_name_lists_the_presets(capsys):
+    from mmtok.presets import PRESETS, list_presets
+
+    code, out, _ = _run(capsys, "info")
+    lines = out.strip().splitlines()[1:]
+    assert code == 0 and len(lines) == len(list_presets()) >= 5
+    for name, line in zip(sorted(list_presets()), sorted(lines), strict=True):
+        preset = PRESETS[name]
+        assert line.split()[0] == name and preset.rate in line and preset.quality in line
+        assert preset.pick in line
+        # the held-out numbers are README's (one text, two places: this keeps them equal)
+        for number in re.findall(r"-?\d+\.\d+", preset.quality):
+            assert number in _readme_row(name), (name, number)
+    assert sum("(default " in line for line in lines) == 3
+
+
+@pytest.mark.parametrize(
+    "command, needles",
+    [
+        ("encode", ["image-small", "audio-hop32", "video-small", "--overwrite"]),
+        ("decode", ["audio-hop128", "--overwrite"]),
+        ("info", ["audio-hop8", "video-small"]),
+        ("prep", ["(default: 256)", "(default: parquet)", "(default: 8)", "(default: image-small)",
+                  "(default: audio-hop32)", "audio-hop8"]),
+        ("demo", ["(default: mmtok-demo)", "image-small"]),
+    ],
+)  # fmt: skip
+def test_help_shows_defaults_and_preset_names(capsys, command, needles):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")
+    assert e.value.code == 0
+    assert [n for n in needles if n not in help_text] == []
+    assert "(default: None)" not in help_text and "(default: False)" not in help_text
