@@ -92,11 +92,13 @@ class _Models:
         return self.loaded[name]
 
     def for_file(self, path: str, modality: str):  # noqa: ANN201 (Tokenizer)
+        from mmtok.media import a_or_an
+
         name = self.preset or _default_preset(modality)
         tok = self.get(name)
         if tok.modality != modality:
-            raise InputError(f"{path!r} is {modality}, but {name!r} is a {tok.modality} "
-                             "tokenizer")  # fmt: skip
+            raise InputError(f"{path!r} is {a_or_an(modality)} file, but {name!r} is "
+                             f"{a_or_an(tok.modality)} tokenizer")  # fmt: skip
         return tok
 
 

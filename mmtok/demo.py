@@ -23,6 +23,7 @@ from mmtok.fileutil import atomic_path, make_dir
 from mmtok.media import (
     OUTPUT_SUFFIX,
     MediaSpec,
+    a_or_an,
     detect_modality,
     duration_s,
     read_media,
@@ -99,7 +100,8 @@ def run_one(path: Path, out: Path, preset: str | None) -> DemoResult:
         tok = load_pretrained(res.preset)
         if tok.modality != res.modality:
             raise InputError(
-                f"{res.preset!r} is a {tok.modality} tokenizer, {path} is {res.modality}"
+                f"{res.preset!r} is {a_or_an(tok.modality)} tokenizer, {path} is "
+                f"{a_or_an(res.modality)} file"
             )
         x = read_media(path, tok)
         t0 = time.perf_counter()

@@ -24,6 +24,11 @@ DEFAULT_FPS = 24.0
 OUTPUT_SUFFIX = {"image": ".png", "audio": ".wav", "video": ".mp4"}
 
 
+def a_or_an(word: str) -> str:
+    """``word`` with its indefinite article, for messages: an image, an audio, a video."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def detect_modality(path: str | os.PathLike) -> str:
     """Modality from the file suffix; InputError naming the path if it is unknown."""
     suffix = Path(path).suffix.lower()

@@ -191,3 +191,18 @@ def test_help_shows_defaults_and_preset_names(capsys, command, needles):
     assert e.value.code == 0
     assert [n for n in needles if n not in help_text] == []
     assert "(default: None)" not in help_text and "(default: False)" not in help_text
+
+
+def test_modality_mismatch_message_reads_well(capsys, tiny_image_ckpt, tmp_path):
+    import numpy as np
+    import soundfile
+
+    soundfile.write(tmp_path / "tone.wav", np.zeros(800, dtype=np.float32), 8000)
+    code, _, err = _encode(capsys, tiny_image_ckpt, tmp_path / "tone.wav", "-o", tmp_path)
+    assert code == 2 and "is an audio file, but" in err and "is an image tokenizer" in err, err
+
+
+def test_a_or_an():
+    from mmtok.media import a_or_an
+
+    assert [a_or_an(w) for w in ("image", "audio", "video")] == ["an image", "an audio", "a video"]
