@@ -113,6 +113,15 @@ def quantizer_class() -> type:
             quantized, ids, loss = self.vq(x)  # [B, N, D], [B, N], scalar (or [1])
             return QuantizerOutput(quantized, ids.long().unsqueeze(-1), loss.sum())
 
+        def encode(self, x: Tensor, n_q: int | None = None) -> Tensor:
+            return self.forward(x, n_q).ids
+
+        def reset_usage(self) -> None:
+            """The peers keep no usage histogram (evaluate counts ids itself)."""
+
+        def usage_histograms(self) -> dict[str, Tensor]:
+            return {}
+
         def decode_ids(self, ids: Tensor) -> Tensor:
             if self.kind == "seed":
                 return self.vq.embedding(ids[..., 0])

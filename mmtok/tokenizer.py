@@ -131,11 +131,10 @@ class Tokenizer(Configurable, nn.Module):
         return y[(..., *(slice(0, s) for s in size))]
 
     # --- the contract -------------------------------------------------------------------
-    def _quantize(self, x: Tensor, n_q: int | None) -> tuple[QuantizerOutput, tuple[int, ...]]:
+    def _latents(self, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
+        """``x`` ``[B, C, *S]`` -> (latents ``[B, N, D]`` for the quantizer, token grid)."""
         z = self.encoder(self._pad(x))  # [B, D, *grid]
-        grid = tuple(z.shape[2:])
-        flat = z.flatten(2).transpose(1, 2)  # [B, N, D]
-        return self.quantizer(flat, n_q=n_q), grid
+        return z.flatten(2).transpose(1, 2), tuple(z.shape[2:])
 
     def _decode_latents(self, q: Tensor, grid: tuple[int, ...], size: tuple[int, ...]) -> Tensor:
         z = q.transpose(1, 2).reshape(q.shape[0], q.shape[2], *grid)  # [B, D, *grid]
@@ -144,19 +143,22 @@ class Tokenizer(Configurable, nn.Module):
     def forward(self, x: Tensor, n_q: int | None = None) -> TokenizerOutput:
         """Training path: ``x`` ``[B, C, *S]`` -> reconstruction (same shape) + quantizer output."""
         self.check_input(x)
-        out, grid = self._quantize(x, n_q)
+        z, grid = self._latents(x)
+        out = self.quantizer(z, n_q=n_q)
         return TokenizerOutput(self._decode_latents(out.quantized, grid, x.shape[2:]), out)
 
     def encode(self, x: Tensor, *, n_q: int | None = None) -> Tokens:
         """``x`` ``[B, C, *S]`` float in [-1, 1] -> Tokens (ids ``[B, Q, *grid]`` int64).
 
-        Always runs with eval behaviour (no codebook updates), deterministic and batch-invariant.
+        Always runs with eval behaviour, deterministic and batch-invariant, through the
+        quantizer's ids-only path (``Quantizer.encode``: no codebook update, no usage count).
         """
         self.check_input(x)
         with eval_mode(self):
-            out, grid = self._quantize(x, n_q)
-        b, n, q = out.ids.shape
-        ids = out.ids.transpose(1, 2).reshape(b, q, *grid)
+            z, grid = self._latents(x)
+            flat_ids = self.quantizer.encode(z, n_q=n_q)  # [B, N, Q]
+        b, n, q = flat_ids.shape
+        ids = flat_ids.transpose(1, 2).reshape(b, q, *grid)
         return Tokens(ids, tuple(x.shape[2:]), self.codebook_size, self.modality,
                       self.fingerprint(), self.name)  # fmt: skip
 

@@ -59,11 +59,31 @@ def test_encode_equals_forward_ids(name):
     x = torch.randn(3, 50, q.dim)
     _train(q, x)
     ids = q(x).ids
-    if hasattr(q, "reset_usage"):
-        q.reset_usage()
+    q.reset_usage()
     assert torch.equal(q.encode(x), ids)
-    if isinstance(q, VectorQuantizer):  # the eval encode is the bare code search
-        assert int(q.codebook.usage.sum()) == 0
+    hist = q.usage_histograms()  # the eval encode counts nothing
+    assert hist and all(int(h.sum()) == 0 for h in hist.values())
+    for n_q in range(1, q.num_codebooks + 1):  # a prefix of the stages, as forward gives
+        assert torch.equal(q.encode(x, n_q=n_q), q(x, n_q=n_q).ids)
+
+
+@pytest.mark.parametrize("name", sorted(QUANTIZERS))
+def test_usage_histograms_count_what_forward_emits(name):
+    """reset_usage / usage_histograms: the interface the trainer reads usage through."""
+    torch.manual_seed(0)
+    q = QUANTIZERS[name]()
+    x = torch.randn(3, 50, q.dim)
+    _train(q, x)
+    q.reset_usage()
+    ids = torch.cat([q(x).ids, q(x[:1]).ids])  # [4, 50, Q]
+    hist = q.usage_histograms()
+    names = [f"stage{i}" for i in range(q.num_codebooks)] if name == "rvq" else ["codebook"]
+    assert list(hist) == names
+    for i, h in enumerate(hist.values()):
+        assert h.dtype == torch.int64
+        assert torch.equal(h, torch.bincount(ids[..., i].flatten(), minlength=q.codebook_size))
+    hist["codebook" if name != "rvq" else "stage0"].add_(1)  # a copy: the counts stay
+    assert int(next(iter(q.usage_histograms().values())).sum()) == ids[..., 0].numel()
 
 
 @pytest.mark.parametrize("name", ["vq", "vq_lowdim", "rvq", "fsq"])
@@ -358,6 +378,8 @@ def test_identity_quantizer():
     x = torch.randn(2, 5, 8)
     out = q(x)
     assert out.quantized is x and out.ids.shape == (2, 5, 0)
+    assert torch.equal(q.encode(x), out.ids) and q.usage_histograms() == {}
+    q.reset_usage()
     with pytest.raises(InputError):
         q.decode_ids(out.ids)
 

@@ -85,6 +85,21 @@ def test_eval_determinism_and_no_state_change(case):
         assert torch.equal(v, before[k]), k
 
 
+def test_encode_runs_the_ids_only_path(case, monkeypatch):
+    """encode takes the quantizer's ids-only path: the ids of its full forward, and no usage
+    counted (inference has no side effect on the codebook statistics)."""
+    tok, shape = case
+    x = torch.rand(3, *shape) * 2 - 1
+    tok.quantizer.reset_usage()
+    ids = tok.encode(x).ids
+    assert all(int(h.sum()) == 0 for h in tok.quantizer.usage_histograms().values())
+    full = tok.quantizer.forward
+    monkeypatch.setattr(tok.quantizer, "encode", lambda z, n_q=None: full(z, n_q=n_q).ids)
+    assert torch.equal(tok.encode(x).ids, ids)
+    counted = sum(int(h.sum()) for h in tok.quantizer.usage_histograms().values())
+    assert counted >= ids.numel()  # forward counts (audio: also the rows padded to 16)
+
+
 def test_save_load_bit_identical(case, tmp_path):
     tok, shape = case
     x = torch.rand(2, *shape) * 2 - 1

@@ -166,7 +166,7 @@ class AudioTokenizer(Tokenizer):
         n, cpu = z.shape[0], z.device.type == "cpu"
         z = F.pad(z, (0, 0, 0, -n % (16 if cpu else GPU_ROWS))).contiguous()
         blocks = [z] if cpu else z.split(GPU_ROWS)
-        return torch.cat([self.quantizer(b[None], n_q=n_q).ids[0] for b in blocks])[:n]
+        return torch.cat([self.quantizer.encode(b[None], n_q=n_q)[0] for b in blocks])[:n]
 
     def _tokens(self, ids: Tensor, size: int) -> Tokens:
         return Tokens(

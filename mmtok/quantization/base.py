@@ -73,8 +73,9 @@ class Quantizer(Configurable, nn.Module):
     """Base class: maps ``[B, N, D]`` latents to codes and back.
 
     Subclasses set ``dim`` (D), ``codebook_size`` (K) and ``num_codebooks`` (Q), and implement
-    ``forward`` and ``decode_ids``. Invariant (tested for every quantizer): in eval mode
-    ``forward(x).quantized == decode_ids(forward(x).ids)``.
+    ``forward``, ``encode`` (ids only), ``decode_ids``, ``reset_usage`` and
+    ``usage_histograms``. Invariants (tested for every quantizer): in eval mode
+    ``forward(x).quantized == decode_ids(forward(x).ids)`` and ``encode(x) == forward(x).ids``.
     """
 
     dim: int
@@ -90,8 +91,19 @@ class Quantizer(Configurable, nn.Module):
         raise NotImplementedError
 
     def encode(self, x: Tensor, n_q: int | None = None) -> Tensor:
-        """Ids only: ``[B, N, D]`` -> ``[B, N, Q]`` int64 (no loss, no metrics)."""
-        return self.forward(x, n_q=n_q).ids
+        """Ids only: ``[B, N, D]`` -> ``[B, N, Q]`` int64 in ``[0, K)``, the ids ``forward``
+        gives in the same mode. In eval mode (what ``Tokenizer.encode`` runs) it computes no
+        loss, no metrics and counts no usage."""
+        raise NotImplementedError
+
+    def reset_usage(self) -> None:
+        """Zero the running usage histograms (``forward`` counts the codes it emits)."""
+        raise NotImplementedError
+
+    def usage_histograms(self) -> dict[str, Tensor]:
+        """Codes emitted by ``forward`` since ``reset_usage``: a copy, one int64 ``[K]`` count
+        per codebook by name (``{}`` when the quantizer keeps none)."""
+        raise NotImplementedError
 
     def bitrate(self, frame_rate: float, n_q: int | None = None) -> float:
         """Bits per second: ``frame_rate`` (grid positions / s) * n_q (default Q) * log2(K)."""

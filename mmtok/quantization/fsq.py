@@ -95,6 +95,14 @@ class FSQ(Quantizer):
         metrics = to_host(usage_metrics(counts, None, 0.0))
         return QuantizerOutput(out.to(x.dtype), ids.unsqueeze(-1), x.new_zeros(()), metrics)
 
+    def encode(self, x: Tensor, n_q: int | None = None) -> Tensor:
+        """Ids only: ``[B, N, D]`` -> ``[B, N, 1]`` int64, the ids of ``forward`` in either mode
+        (FSQ has no state), without the usage count or metrics."""
+        check_latents(x, self.dim)
+        check_single_stream(n_q, "FSQ")
+        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+            return self.digits_to_ids(self._digits(self.project_in(x.float()))).unsqueeze(-1)
+
     def decode_ids(self, ids: Tensor) -> Tensor:
         """``ids`` ``[B, N, 1]`` -> ``[B, N, D]`` fp32."""
         check_ids(ids, 1, self.codebook_size)
@@ -102,4 +110,10 @@ class FSQ(Quantizer):
             return self.project_out(self.ids_to_codes(ids[..., 0].long()))
 
     def reset_usage(self) -> None:
+        """Zero the running usage histogram (kept when K <= 2^20)."""
         self.usage.zero_()
+
+    def usage_histograms(self) -> dict[str, Tensor]:
+        """``{"codebook": [K] int64}`` codes emitted by ``forward`` since ``reset_usage``;
+        ``{}`` when K is too large to keep a histogram."""
+        return {"codebook": self.usage.detach().clone()} if self.track_usage else {}

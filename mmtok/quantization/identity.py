@@ -6,6 +6,7 @@ Legend: B batch, N vectors, D dim. It has no codes: ids are ``[B, N, 0]`` and
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from mmtok.errors import InputError
@@ -33,6 +34,18 @@ class IdentityQuantizer(Quantizer):
         check_single_stream(n_q, "IdentityQuantizer")
         ids = x.new_zeros((*x.shape[:-1], 0)).long()
         return QuantizerOutput(x, ids, x.new_zeros(()), {})
+
+    def encode(self, x: Tensor, n_q: int | None = None) -> Tensor:
+        """``x`` ``[B, N, D]`` -> ids ``[B, N, 0]`` (no codes)."""
+        check_latents(x, self.dim)
+        check_single_stream(n_q, "IdentityQuantizer")
+        return x.new_zeros((*x.shape[:-1], 0), dtype=torch.long)
+
+    def reset_usage(self) -> None:
+        """Nothing to reset: no codes."""
+
+    def usage_histograms(self) -> dict[str, Tensor]:
+        return {}
 
     def decode_ids(self, ids: Tensor) -> Tensor:
         raise InputError("ids: an IdentityQuantizer has no codes to decode")

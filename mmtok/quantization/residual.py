@@ -107,6 +107,24 @@ class ResidualVQ(Quantizer):
         host["active_stages"] = float(n)
         return QuantizerOutput(out.to(x.dtype), torch.stack(ids, dim=-1), loss, host)
 
+    def encode(self, x: Tensor, n_q: int | None = None) -> Tensor:
+        """Ids only: ``[B, N, D]`` -> ``[B, N, n]`` int64. In eval mode each stage's code
+        search and the lookup its residual needs (no loss, metrics or usage count), the same
+        ids as ``forward``; in train mode ``forward`` (codebook updates, dropout)."""
+        if self.training:
+            return self.forward(x, n_q=n_q).ids
+        check_latents(x, self.dim)
+        n = self.active_stages(n_q)
+        ids = []
+        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+            residual = x.float()  # [B, N, D]
+            for i, layer in enumerate(self.layers[:n]):
+                ids.append(layer.nearest(residual))  # [B, N]
+                if i + 1 < n:  # the flat lookup of quantize: the same rounding as forward
+                    codes = layer.codes(ids[-1].reshape(-1)).reshape(residual.shape)
+                    residual = residual - codes
+        return torch.stack(ids, dim=-1)
+
     def decode_ids(self, ids: Tensor) -> Tensor:
         """``ids`` ``[B, N, n]`` (the first n <= Q stages) -> ``[B, N, D]`` fp32."""
         check_ids(ids, self.num_codebooks, self.codebook_size)
@@ -118,3 +136,9 @@ class ResidualVQ(Quantizer):
     def reset_usage(self) -> None:
         for layer in self.layers:
             layer.reset_usage()
+
+    def usage_histograms(self) -> dict[str, Tensor]:
+        """``{"stage0": [K], "stage1": [K], ...}`` int64: codes emitted per stage by ``forward``
+        since ``reset_usage``."""
+        return {f"stage{i}": layer.codebook.usage.detach().clone()
+                for i, layer in enumerate(self.layers)}  # fmt: skip

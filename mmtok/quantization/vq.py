@@ -115,23 +115,37 @@ class VectorQuantizer(Quantizer):
         out, ids, loss, metrics = self.quantize(x)
         return QuantizerOutput(out.to(x.dtype), ids.unsqueeze(-1), loss, to_host(metrics))
 
+    def nearest(self, x: Tensor) -> Tensor:
+        """The code search alone: fp32 ``x`` ``[B, N, D]`` -> ids ``[B, N]`` (no gradient, no
+        state change; the ids ``quantize`` picks for the same input)."""
+        flat = self._to_code_space(x).reshape(-1, self.codebook_dim)  # [M, d]
+        return self.codebook.search(flat).reshape(x.shape[:-1])
+
+    def codes(self, ids: Tensor) -> Tensor:
+        """Unchecked lookup: int64 ids ``[...]`` -> fp32 ``[..., D]`` (what ``quantize``
+        returns in eval mode for those ids)."""
+        return self.project_out(self.codebook.lookup(ids))
+
     def encode(self, x: Tensor, n_q: int | None = None) -> Tensor:
         """Ids only: ``[B, N, D]`` -> ``[B, N, 1]`` int64 < K. In eval mode just the code
         search (no lookup, loss, metrics or usage count), the same ids as ``forward``; in
         train mode ``forward`` (which also updates the codebook)."""
         if self.training:
-            return super().encode(x, n_q=n_q)
+            return self.forward(x, n_q=n_q).ids
         self._check(x, n_q)
         with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
-            z = self._to_code_space(x.float()).reshape(-1, self.codebook_dim)  # [M, d]
-            return self.codebook.search(z).reshape(*x.shape[:-1], 1)
+            return self.nearest(x.float()).unsqueeze(-1)
 
     def decode_ids(self, ids: Tensor) -> Tensor:
         """``ids`` ``[B, N, 1]`` int64 in [0, K) -> ``[B, N, D]`` fp32."""
         check_ids(ids, 1, self.codebook_size)
         with torch.autocast(device_type=ids.device.type, enabled=False):
-            return self.project_out(self.codebook.lookup(ids[..., 0].long()))
+            return self.codes(ids[..., 0].long())
 
     def reset_usage(self) -> None:
         """Zero the running usage histogram (``codebook.usage``)."""
         self.codebook.usage.zero_()
+
+    def usage_histograms(self) -> dict[str, Tensor]:
+        """``{"codebook": [K] int64}``: codes emitted by ``forward`` since ``reset_usage``."""
+        return {"codebook": self.codebook.usage.detach().clone()}

@@ -228,9 +228,7 @@ class Trainer:
         """Held-out PSNR and codebook usage (the quantizer's usage buffers, reset first)."""
         if self._eval_data is None:
             self._eval_data = self.modality.eval_set(self.cfg.data)
-        usage = {n: b for n, b in self.model.named_buffers() if n.endswith("usage") and b.numel()}
-        for buf in usage.values():
-            buf.zero_()
+        self.model.quantizer.reset_usage()
         scores, originals, recons = [], [], []
         with eval_mode(self.model):
             for x in self._eval_data:
@@ -239,7 +237,7 @@ class Trainer:
                 if len(originals) < EXAMPLES:
                     originals.append(x)
                     recons.append(y)
-        hist = {n.removesuffix(".usage"): b.detach().cpu().clone() for n, b in usage.items()}
+        hist = {n: h.cpu() for n, h in self.model.quantizer.usage_histograms().items()}
         used = sum(int((h > 0).sum()) for h in hist.values())
         total = sum(h.numel() for h in hist.values())
         frac = sum(float((h > 0).float().mean()) for h in hist.values()) / max(1, len(hist))

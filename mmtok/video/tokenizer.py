@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmtok.errors import ConfigError
-from mmtok.quantization import Quantizer, QuantizerOutput
+from mmtok.quantization import Quantizer
 from mmtok.quantization.factory import build_quantizer
 from mmtok.tokenizer import Tokenizer
 from mmtok.video.model import VideoDecoder, VideoEncoder, stage_strides
@@ -105,14 +105,14 @@ class VideoTokenizer(Tokenizer):
         return F.pad(clip, pads, mode="replicate") if any(pads) else clip
 
     # --- the contract, per clip ---------------------------------------------------------
-    def _quantize(self, x: Tensor, n_q: int | None) -> tuple[QuantizerOutput, tuple[int, ...]]:
-        """Encode each clip window, quantize all latents in one call (clips in t order)."""
+    def _latents(self, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
+        """Encode each clip window: latents ``[B, N, D]`` of all clips (in t order), grid."""
         latents = [
             self.encoder(self._pad(x[:, :, a:b])).flatten(2)  # [B, D, t_clip * h * w]
             for a, b in self.clip_windows(x.shape[2])
         ]
         z = torch.cat(latents, dim=2).transpose(1, 2)  # [B, N, D]; t slowest, so clip order
-        return self.quantizer(z, n_q=n_q), self.token_grid(x.shape)
+        return z, self.token_grid(x.shape)
 
     def _decode_latents(self, q: Tensor, grid: tuple[int, ...], size: tuple[int, ...]) -> Tensor:
         """``q`` ``[B, N, D]`` -> video: decode each clip's latent frames, concatenate, crop."""
