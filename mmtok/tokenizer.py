@@ -115,6 +115,13 @@ class Tokenizer(Configurable, nn.Module):
         if x.numel() == 0 or not torch.isfinite(x).all():
             raise InputError(f"{name}: tensor is empty or contains NaN/inf")
 
+    def cast_input(self, x: Tensor) -> Tensor:
+        """A checked float ``x`` in the dtype of the encoder weights (float32 unless the model
+        was converted): fp16 / bf16 / fp64 input is cast, not refused (ids are those of the
+        cast values); a no-op when the dtype already matches."""
+        weight = next(self.encoder.parameters(), None)
+        return x.to(weight.dtype if weight is not None else torch.float32)
+
     def token_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Token grid for an input of shape ``(..., *S)`` (only the last len(S) axes count)."""
         spatial = tuple(input_shape[-len(self.downsample) :])
@@ -152,8 +159,11 @@ class Tokenizer(Configurable, nn.Module):
 
         Always runs with eval behaviour, deterministic and batch-invariant, through the
         quantizer's ids-only path (``Quantizer.encode``: no codebook update, no usage count).
+        Any floating dtype is accepted and cast to the model's (``cast_input``); an integer or
+        bool tensor raises InputError naming its dtype.
         """
         self.check_input(x)
+        x = self.cast_input(x)
         with eval_mode(self):
             z, grid = self._latents(x)
             flat_ids = self.quantizer.encode(z, n_q=n_q)  # [B, N, Q]

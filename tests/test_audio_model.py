@@ -260,3 +260,12 @@ def test_mel_distance_grows_with_noise():
     x = _music(1.0)
     d = [mel_distance(x, x + a * torch.randn_like(x), SR) for a in (0.0, 0.01, 0.1)]
     assert d[0] == pytest.approx(0.0, abs=1e-6) and d[0] < d[1] < d[2]
+
+
+def test_encode_clips_casts_half_precision_clips():
+    torch.manual_seed(0)
+    tok = audio_tokenizer(hop=8, width=4, latent_dim=8, res_depth=1, codebook_size=16).eval()
+    x = _music(0.2)
+    want = tok.encode(x.half().float()).ids
+    assert torch.equal(tok.encode_clips([x[0].half()])[0].ids, want)
+    assert torch.equal(tok.encode(x.bfloat16()).ids, tok.encode(x.bfloat16().float()).ids)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mmtok.audio.tokenizer import audio_tokenizer
+from mmtok.errors import InputError
 from mmtok.image.tokenizer import image_tokenizer
 from mmtok.tokens import Tokens
 from mmtok.video.tokenizer import video_tokenizer
@@ -98,6 +99,22 @@ def test_encode_runs_the_ids_only_path(case, monkeypatch):
     assert torch.equal(tok.encode(x).ids, ids)
     counted = sum(int(h.sum()) for h in tok.quantizer.usage_histograms().values())
     assert counted >= ids.numel()  # forward counts (audio: also the rows padded to 16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_any_float_dtype_is_cast_to_the_model_dtype(case, dtype):
+    tok, shape = case
+    x = (torch.rand(2, *shape) * 2 - 1).to(dtype)
+    tokens = tok.encode(x)
+    assert torch.equal(tokens.ids, tok.encode(x.float()).ids)
+    assert tok.decode(tokens).dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.int16, torch.uint8, torch.bool])
+def test_non_float_input_raises_input_error_naming_the_dtype(case, dtype):
+    tok, shape = case
+    with pytest.raises(InputError, match=str(dtype)):
+        tok.encode(torch.zeros(1, *shape, dtype=dtype))
 
 
 def test_save_load_bit_identical(case, tmp_path):

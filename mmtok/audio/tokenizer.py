@@ -179,9 +179,10 @@ class AudioTokenizer(Tokenizer):
         n_q: code streams to use (residual VQ; default all). window: frames per encoder window
         (default ``window_samples // hop``); the ids do not depend on it. Eval behaviour,
         deterministic and batch-invariant; clips of different lengths: ``encode_clips``.
+        Floating input of any dtype is cast to the model's (``Tokenizer.cast_input``).
         """
         self.check_input(x)
-        w = self._window_frames(window)
+        x, w = self.cast_input(x), self._window_frames(window)
         with eval_mode(self):
             ids = self._encode_ids(list(x), n_q, w)
         ids = torch.stack(ids) if len(ids) > 1 else ids[0][None]  # no copy for one clip
@@ -200,7 +201,7 @@ class AudioTokenizer(Tokenizer):
             self.check_input(clip[None] if isinstance(clip, Tensor) else clip, f"clips[{i}]")
         w = self._window_frames(window)
         with eval_mode(self):
-            ids = self._encode_ids(list(clips), n_q, w)
+            ids = self._encode_ids([self.cast_input(c) for c in clips], n_q, w)
         return [self._tokens(t[None], c.shape[1]) for t, c in zip(ids, clips, strict=True)]
 
     # --- decode -------------------------------------------------------------------------
