@@ -1,6 +1,8 @@
 """``mmtok`` command line: encode, decode, info, train, prep, demo.
 
-Every MmtokError becomes one line on stderr and exit code 2; never a traceback.
+Every MmtokError becomes one line on stderr and exit code 2; never a traceback. encode and
+decode with several files report each bad file, go on, and exit 1 if any failed. No output
+replaces an input or (without --overwrite) an existing file.
 """
 
 from __future__ import annotations
