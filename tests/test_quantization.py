@@ -448,3 +448,32 @@ def test_single_stream_quantizers_refuse_n_q_above_one(name):
         for call in (q, q.encode):
             with pytest.raises(InputError, match=rf"n_q: a {type(q).__name__} .*got n_q={n_q}"):
                 call(x, n_q=n_q)
+
+
+def test_learnable_cosine_codebook_stays_a_cosine_lookup():
+    """ema=False, cosine=True: the raw learnable codes leave the unit sphere; the lookup and
+    the search must still use unit codes, so the ids are the argmax of the cosine similarity
+    (whatever the code norms) and quantized == decode_ids(ids)."""
+    torch.manual_seed(0)
+    q = VectorQuantizer(8, 16, ema=False, cosine=True, init="normal", dead_code_threshold=0.0)
+    opt = torch.optim.SGD(q.parameters(), lr=5.0)
+    x = torch.randn(4, 64, 8)
+    q.train()
+    for _ in range(5):
+        out = q(x)
+        opt.zero_grad()
+        (out.loss + out.quantized.square().sum()).backward()
+        opt.step()
+    # off the sphere as weight decay or large steps leave a learnable codebook
+    q.codebook.embed.data.mul_(torch.logspace(-0.7, 0.7, 16)[:, None])
+    raw = q.codebook.embed.detach()
+    q.eval()
+    out = q(x)
+    # independent cosine lookup: argmax of cos(x, e) over the codes
+    cos = F.normalize(x, dim=-1) @ F.normalize(raw, dim=1).t()  # [B, N, K]
+    top2 = cos.topk(2, dim=-1).values
+    clear = (top2[..., 0] - top2[..., 1]) > 1e-5  # ignore float ties
+    assert torch.equal(out.ids[..., 0][clear], cos.argmax(-1)[clear])
+    torch.testing.assert_close(out.quantized.norm(dim=-1), torch.ones(4, 64))
+    assert torch.equal(out.quantized, q.decode_ids(out.ids))
+    assert torch.equal(q.encode(x), out.ids)

@@ -116,7 +116,8 @@ class Codebook(StepRng):
             (EMA tokens per step / K), so it does not depend on the batch size.
         dead_code_ratio: relative threshold used when ``dead_code_threshold`` is None (0.25: a
             code is dead when it gets under a quarter of a uniform share); 0 disables restarts.
-        cosine: codes and inputs live on the unit sphere (the caller normalises inputs).
+        cosine: codes and inputs live on the unit sphere (the caller normalises inputs; a
+            learnable codebook is normalised where it is used, see ``weight``).
         seed: base seed of the per-step generator.
     """
 
@@ -183,17 +184,22 @@ class Codebook(StepRng):
         return self._host_initialized
 
     def weight(self) -> Tensor:
-        """The codes ``[K, d]`` in fp32 (a Parameter view when learnable)."""
+        """The codes ``[K, d]`` in fp32 that ``search`` and ``lookup`` use. Cosine + learnable:
+        the parameter l2-normalised (differentiably), since gradient steps move the raw codes off
+        the unit sphere; otherwise the codes as stored (EMA cosine codes are re-normalised by
+        every update, so they are used as they are)."""
+        if self.cosine and not self.ema:
+            return F.normalize(self.embed, dim=1)
         return self.embed
 
     def lookup(self, ids: Tensor) -> Tensor:
-        """``ids`` int64 ``[...]`` -> codes ``[..., d]``."""
-        return F.embedding(ids, self.embed)
+        """``ids`` int64 ``[...]`` -> codes ``[..., d]`` (rows of ``weight()``)."""
+        return F.embedding(ids, self.weight())
 
     def search(self, x: Tensor) -> Tensor:
-        """Nearest code ids ``[M]`` of ``x`` ``[M, d]`` (fp32, no gradient)."""
+        """Nearest code ids ``[M]`` of ``x`` ``[M, d]`` among ``weight()`` (fp32, no gradient)."""
         with torch.no_grad():
-            return nearest_code(x.float(), self.embed.detach().float(), cosine=self.cosine)
+            return nearest_code(x.float(), self.weight().detach().float(), cosine=self.cosine)
 
     @torch.no_grad()
     def kmeans_init_(self, x: Tensor) -> None:
