@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -17,6 +18,7 @@ from mmtok.audio.tokenizer import (
     hop_strides,
     multilevel_audio_tokenizer,
 )
+from mmtok.configurable import to_spec
 from mmtok.errors import ConfigError, InputError
 from mmtok.metrics import mel_distance, si_snr
 from mmtok.quantization import VectorQuantizer
@@ -204,7 +206,9 @@ def test_train_forward_and_loss_backward():
 
 def test_multilevel_encode_and_round_trip(tmp_path):
     torch.manual_seed(0)
-    levels = multilevel_audio_tokenizer(width=4, latent_dim=8, res_depth=1, codebook_size=16)
+    levels = multilevel_audio_tokenizer(
+        level={"width": 4, "latent_dim": 8, "res_depth": 1, "codebook_size": 16}
+    )
     assert levels.hops == (8, 32, 128)
     x = _music(0.5)
     tokens = levels.encode(x)
@@ -217,6 +221,30 @@ def test_multilevel_encode_and_round_trip(tmp_path):
     assert loaded.hops == levels.hops
     for hop, t in loaded.encode(x).items():
         assert torch.equal(t.ids, tokens[hop].ids) and t.tokenizer_id == tokens[hop].tokenizer_id
+
+
+# a non-default value for every audio_tokenizer argument but hop (over an rvq base, so the
+# quantizer arguments all take effect); a new argument must be added here
+NON_DEFAULT = {
+    "width": 8, "latent_dim": 16, "res_depth": 2, "quantizer": "fsq", "codebook_size": 32,
+    "num_quantizers": 3, "quantizer_dropout": 0.5, "sample_rate": 16000, "channels": 2,
+    "dead_code_threshold": 1.0, "decoder_width": 8,
+}  # fmt: skip
+
+
+def test_multilevel_factory_reaches_every_audio_tokenizer_argument():
+    params = set(inspect.signature(audio_tokenizer).parameters) - {"hop"}
+    assert set(NON_DEFAULT) == params
+    base = {"width": 4, "latent_dim": 8, "res_depth": 1, "quantizer": "rvq", "num_quantizers": 2}
+    for name, value in NON_DEFAULT.items():
+        args = {**base, name: value}
+        multi = multilevel_audio_tokenizer((8, 32), args)
+        assert multi.hops == (8, 32)
+        for level in multi.levels:
+            assert to_spec(level) == to_spec(audio_tokenizer(level.hop, **args)), name
+            assert to_spec(level) != to_spec(audio_tokenizer(level.hop, **base)), name
+    with pytest.raises(ConfigError, match="quantiser_dropout"):
+        multilevel_audio_tokenizer(level={"quantiser_dropout": 0.1})
 
 
 # --- losses and metrics -------------------------------------------------------------------

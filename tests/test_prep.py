@@ -150,7 +150,7 @@ def test_multilevel_audio_folder_gives_one_range_per_level(tmp_path, given):
     from mmtok.audio.tokenizer import multilevel_audio_tokenizer
 
     torch.manual_seed(0)
-    levels = multilevel_audio_tokenizer(hops=(8, 32), width=4, latent_dim=8, codebook_size=16)
+    levels = multilevel_audio_tokenizer((8, 32), {"width": 4, "latent_dim": 8, "codebook_size": 16})
     for level in levels.levels:
         level.train()(torch.rand(2, 1, 1024) * 2 - 1)  # k-means init
     levels.save_pretrained(tmp_path / "levels")

@@ -16,10 +16,12 @@ windowed the same way with the decoder's span, so there are no seams.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -345,19 +347,20 @@ class MultiLevelAudioTokenizer(nn.Module):
 
 
 def multilevel_audio_tokenizer(
-    hops: Sequence[int] = (8, 32, 128),
-    width: int = 16,
-    latent_dim: int = 64,
-    res_depth: int = 3,
-    quantizer: str = "vq",
-    codebook_size: int = 1024,
-    num_quantizers: int = 1,
-    sample_rate: int = DEFAULT_SAMPLE_RATE,
-    channels: int = 1,
+    hops: Sequence[int] = (8, 32, 128), level: Mapping[str, Any] | None = None
 ) -> MultiLevelAudioTokenizer:
-    """Factory: one ``audio_tokenizer`` level per hop with the same settings."""
-    return MultiLevelAudioTokenizer([
-        audio_tokenizer(hop, width, latent_dim, res_depth, quantizer, codebook_size,
-                        num_quantizers, sample_rate=sample_rate, channels=channels)
-        for hop in hops
-    ])  # fmt: skip
+    """Factory: one ``audio_tokenizer(hop, **level)`` per hop, every level the same but for
+    its hop.
+
+    hops: the levels' hops (Jukebox: 8, 32, 128).
+    level: keyword arguments of ``audio_tokenizer`` other than ``hop`` (all of them are
+        reachable, none is re-listed here; an unknown name is a ConfigError). Levels that
+        differ in more than the hop: ``MultiLevelAudioTokenizer([audio_tokenizer(...), ...])``.
+    """
+    level = dict(level or {})
+    known = [name for name in inspect.signature(audio_tokenizer).parameters if name != "hop"]
+    unknown = sorted(set(level) - set(known))
+    if unknown:
+        raise ConfigError(f"level: unknown audio_tokenizer argument(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(known)})")  # fmt: skip
+    return MultiLevelAudioTokenizer([audio_tokenizer(hop, **level) for hop in hops])
