@@ -21,7 +21,7 @@ from mmtok.audio.tokenizer import (
 from mmtok.configurable import to_spec
 from mmtok.errors import ConfigError, InputError
 from mmtok.metrics import mel_distance, si_snr
-from mmtok.quantization import VectorQuantizer
+from mmtok.quantization import QuantizerOptions, VectorQuantizer
 
 SR = 22050
 
@@ -228,7 +228,8 @@ def test_multilevel_encode_and_round_trip(tmp_path):
 NON_DEFAULT = {
     "width": 8, "latent_dim": 16, "res_depth": 2, "quantizer": "fsq", "codebook_size": 32,
     "num_quantizers": 3, "quantizer_dropout": 0.5, "sample_rate": 16000, "channels": 2,
-    "dead_code_threshold": 1.0, "decoder_width": 8,
+    "dead_code_threshold": 1.0, "decoder_width": 8, "codebook_dim": 4,
+    "quantizer_options": QuantizerOptions(cosine=True),
 }  # fmt: skip
 
 

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from mmtok.audio.model import AudioDecoder, AudioEncoder
 from mmtok.errors import ConfigError, InputError
 from mmtok.quantization import Quantizer
-from mmtok.quantization.factory import build_quantizer
+from mmtok.quantization.factory import QuantizerOptions, build_quantizer
 from mmtok.tokenizer import Tokenizer, eval_mode
 from mmtok.tokens import Tokens
 
@@ -250,6 +250,8 @@ def audio_tokenizer(
     channels: int = 1,
     dead_code_threshold: float | None = None,
     decoder_width: int | None = None,
+    codebook_dim: int | None = None,
+    quantizer_options: QuantizerOptions | None = None,
 ) -> AudioTokenizer:
     """Factory: one level, stages ``hop_strides(hop)``, widths width x1, x2, x4 ... (<= x8).
 
@@ -258,7 +260,9 @@ def audio_tokenizer(
     the capacity to reconstruct from the codes.
 
     ``dead_code_threshold``: absolute restart threshold of vq / rvq (None: the relative
-    default, see ``Codebook``).
+    default, see ``Codebook``); ``codebook_dim``: low-dimensional codes of vq / rvq;
+    ``quantizer_options``: cosine / ema / decay / beta / dead_code_ratio / fsq levels
+    (``QuantizerOptions``). The quantizer arguments are the same in every factory.
 
     ``quantizer="rvq"`` with ``quantizer_dropout > 0`` gives one model for several bitrates
     (``encode(x, n_q=...)``).
@@ -269,8 +273,9 @@ def audio_tokenizer(
 
     kw = dict(latent_dim=latent_dim, strides=strides, res_depth=res_depth)
     q = build_quantizer(quantizer, latent_dim, codebook_size, num_quantizers,
-                        quantizer_dropout=quantizer_dropout,
-                        dead_code_threshold=dead_code_threshold)  # fmt: skip
+                        quantizer_dropout=quantizer_dropout, codebook_dim=codebook_dim,
+                        dead_code_threshold=dead_code_threshold,
+                        options=quantizer_options)  # fmt: skip
     enc = AudioEncoder(**kw, widths=widths(width), in_channels=channels)
     dec = AudioDecoder(**kw, widths=widths(decoder_width or width), out_channels=channels)
     return AudioTokenizer(enc, q, dec, sample_rate, channels)

@@ -2,7 +2,7 @@
 
 from mmtok.quantization.base import Quantizer, QuantizerOutput, bitrate
 from mmtok.quantization.codebook import Codebook, nearest_code
-from mmtok.quantization.factory import build_quantizer
+from mmtok.quantization.factory import QuantizerOptions, build_quantizer
 from mmtok.quantization.fsq import FSQ
 from mmtok.quantization.identity import IdentityQuantizer
 from mmtok.quantization.residual import ResidualVQ
@@ -13,6 +13,7 @@ __all__ = [
     "Codebook",
     "IdentityQuantizer",
     "Quantizer",
+    "QuantizerOptions",
     "QuantizerOutput",
     "ResidualVQ",
     "VectorQuantizer",

@@ -29,6 +29,7 @@ class ResidualVQ(Quantizer):
         quantizer_dropout: probability that a training batch uses a random number of stages
             (uniform in 1..Q, identical on every rank); 0 disables.
         codebook_dim: code size per stage (low-dimensional lookup; default D).
+        ema: EMA codebooks (default) or learnable ones trained by the codebook loss.
         decay: EMA decay of every stage.
         beta: commitment weight of every stage.
         cosine: cosine lookup in every stage.
@@ -46,6 +47,7 @@ class ResidualVQ(Quantizer):
         *,
         quantizer_dropout: float = 0.0,
         codebook_dim: int | None = None,
+        ema: bool = True,
         decay: float = 0.99,
         beta: float = 0.25,
         cosine: bool = False,
@@ -62,7 +64,7 @@ class ResidualVQ(Quantizer):
         self.quantizer_dropout = quantizer_dropout
         self.layers = nn.ModuleList(
             VectorQuantizer(
-                dim, codebook_size, codebook_dim=codebook_dim, decay=decay, beta=beta,
+                dim, codebook_size, codebook_dim=codebook_dim, ema=ema, decay=decay, beta=beta,
                 cosine=cosine, dead_code_threshold=dead_code_threshold,
                 dead_code_ratio=dead_code_ratio, seed=seed + i + 1,
             )

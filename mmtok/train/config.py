@@ -111,6 +111,8 @@ class Config:
 
 
 def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # quantizer_options
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -212,7 +214,8 @@ def check_type(value: Any, tp: Any, key: str, source: str) -> Any:
             try:
                 return check_type(value, arg, key, source)
             except ConfigError:
-                pass
+                if dataclasses.is_dataclass(arg) and isinstance(value, Mapping):
+                    raise  # a mapping meant for the dataclass: its error names the bad key
     elif origin is Literal:
         if value in args and isinstance(value, type(args[0])):
             return value
@@ -237,7 +240,21 @@ def check_type(value: Any, tp: Any, key: str, source: str) -> Any:
             kt, vt = args or (Any, Any)
             return {check_type(k, kt, f"{key}.{k}", source): check_type(v, vt, f"{key}.{k}", source)
                     for k, v in value.items()}  # fmt: skip
+    elif dataclasses.is_dataclass(tp) and isinstance(tp, type):  # e.g. model.quantizer_options
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, Mapping):
+            return _dataclass_from(tp, value, key, source)
     raise ConfigError(f"{key} in {source}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _dataclass_from(tp: type, value: Mapping[str, Any], key: str, source: str) -> Any:
+    """``tp(**value)`` with every key known and every value checked against its field type."""
+    hints, names = typing.get_type_hints(tp), [f.name for f in dataclasses.fields(tp)]
+    for k in value:
+        if k not in names:
+            raise ConfigError(f"unknown key '{key}.{k}' in {source} (known: {', '.join(names)})")
+    return tp(**{k: check_type(v, hints[k], f"{key}.{k}", source) for k, v in value.items()})
 
 
 def _check_sequence(value: Any, tp: Any, key: str, source: str) -> Any:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from mmtok.errors import ConfigError
 from mmtok.quantization import Quantizer
-from mmtok.quantization.factory import build_quantizer
+from mmtok.quantization.factory import QuantizerOptions, build_quantizer
 from mmtok.tokenizer import Tokenizer
 from mmtok.video.model import VideoDecoder, VideoEncoder, stage_strides
 
@@ -138,14 +138,18 @@ def video_tokenizer(
     num_quantizers: int = 1,
     codebook_dim: int | None = None,
     dead_code_threshold: float | None = None,
+    quantizer_dropout: float = 0.0,
+    quantizer_options: QuantizerOptions | None = None,
 ) -> VideoTokenizer:
     """Factory: VideoGPT-style 3D conv + axial attention tokenizer, channels x1, x2, x2, ...
     over log2(max(downsample)) stages; 4 attention heads (fewer if the channels need it).
 
     clip_frames: None gives 16, or 17 (= 1 + 4 * 4) when causal with s_t = 4 (in general
     4 * s_t, or 1 + 4 * s_t when causal). quantizer: "vq" (EMA codebook with restarts) |
-    "rvq" | "fsq" with the library defaults; dead_code_threshold: absolute restart threshold
-    of vq / rvq (None: the relative default, see ``Codebook``).
+    "rvq" | "fsq"; dead_code_threshold: absolute restart threshold of vq / rvq (None: the
+    relative default, see ``Codebook``); quantizer_dropout: rvq stage dropout;
+    quantizer_options: cosine / ema / decay / beta / dead_code_ratio / fsq levels
+    (``QuantizerOptions``). The quantizer arguments are the same in every factory.
     """
     n = len(stage_strides(downsample))
     mult = tuple(min(2**i, 2) for i in range(n))
@@ -154,8 +158,9 @@ def video_tokenizer(
               downsample=tuple(downsample), res_blocks=res_blocks, attn_blocks=attn_blocks,
               heads=heads, causal=causal)  # fmt: skip
     q = build_quantizer(quantizer, latent_dim, codebook_size, num_quantizers,
-                        codebook_dim=codebook_dim,
-                        dead_code_threshold=dead_code_threshold)  # fmt: skip
+                        quantizer_dropout=quantizer_dropout, codebook_dim=codebook_dim,
+                        dead_code_threshold=dead_code_threshold,
+                        options=quantizer_options)  # fmt: skip
     if clip_frames is None:
         clip_frames = 4 * downsample[0] + int(causal)
     return VideoTokenizer(VideoEncoder(**kw), q, VideoDecoder(**kw), clip_frames, fps)
