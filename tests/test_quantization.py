@@ -38,12 +38,18 @@ def _train(q, x, steps=3):
     q.eval()
 
 
-@pytest.mark.parametrize("name", sorted(QUANTIZERS))
-def test_quantized_equals_decode_of_ids(name):
+def _trained(name):
+    """QUANTIZERS[name] after 3 training steps on x ``[3, 50, D]``, in eval mode; (q, x)."""
     torch.manual_seed(0)
     q = QUANTIZERS[name]()
     x = torch.randn(3, 50, q.dim)
     _train(q, x)
+    return q, x
+
+
+@pytest.mark.parametrize("name", sorted(QUANTIZERS))
+def test_quantized_equals_decode_of_ids(name):
+    q, x = _trained(name)
     out = q(x)
     assert out.ids.dtype == torch.int64
     assert out.ids.shape == (3, 50, q.num_codebooks)
@@ -54,10 +60,7 @@ def test_quantized_equals_decode_of_ids(name):
 
 @pytest.mark.parametrize("name", sorted(QUANTIZERS))
 def test_encode_equals_forward_ids(name):
-    torch.manual_seed(0)
-    q = QUANTIZERS[name]()
-    x = torch.randn(3, 50, q.dim)
-    _train(q, x)
+    q, x = _trained(name)
     ids = q(x).ids
     q.reset_usage()
     assert torch.equal(q.encode(x), ids)
@@ -70,10 +73,7 @@ def test_encode_equals_forward_ids(name):
 @pytest.mark.parametrize("name", sorted(QUANTIZERS))
 def test_usage_histograms_count_what_forward_emits(name):
     """reset_usage / usage_histograms: the interface the trainer reads usage through."""
-    torch.manual_seed(0)
-    q = QUANTIZERS[name]()
-    x = torch.randn(3, 50, q.dim)
-    _train(q, x)
+    q, x = _trained(name)
     q.reset_usage()
     ids = torch.cat([q(x).ids, q(x[:1]).ids])  # [4, 50, Q]
     hist = q.usage_histograms()
