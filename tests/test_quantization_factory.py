@@ -35,17 +35,19 @@ CASES = {
     "dead_code_threshold": ({"dead_code_threshold": 2.0},
                             lambda: VectorQuantizer(D, K, dead_code_threshold=2.0)),
     "codebook_dim": ({"codebook_dim": 4}, lambda: VectorQuantizer(D, K, codebook_dim=4)),
+    "init": ({"quantizer_options": {"init": "uniform"}},
+             lambda: VectorQuantizer(D, K, init="uniform")),
     "fsq_levels": ({"quantizer": "fsq", "quantizer_options": {"levels": [4, 3, 5]}},
                    lambda: FSQ(D, [4, 3, 5])),
     "rvq_dropout": ({"quantizer": "rvq", "num_quantizers": 3, "quantizer_dropout": 0.5,
                      "codebook_dim": 4, "quantizer_options": {"cosine": True, "ema": False,
-                     "decay": 0.9, "beta": 0.5, "dead_code_ratio": 0.1}},
+                     "decay": 0.9, "beta": 0.5, "dead_code_ratio": 0.1, "init": "data"}},
                     lambda: ResidualVQ(D, K, 3, quantizer_dropout=0.5, codebook_dim=4,
                                        cosine=True, ema=False, decay=0.9, beta=0.5,
-                                       dead_code_ratio=0.1)),
+                                       dead_code_ratio=0.1, init="data")),
 }  # fmt: skip
 # constructor arguments a recipe does not set: shapes given elsewhere, init heuristics, seeds
-NOT_OPTIONS = {"dim", "codebook_size", "num_quantizers", "init", "kmeans_iters", "seed"}
+NOT_OPTIONS = {"dim", "codebook_size", "num_quantizers", "kmeans_iters", "seed"}
 
 
 def _recipe(tmp_path, modality: str, model: dict) -> str:
@@ -69,7 +71,7 @@ def test_each_option_builds_from_a_recipe(tmp_path, modality, case):
 def test_every_quantizer_option_is_covered():
     """A new constructor argument of a quantizer must be reachable (and added to CASES)."""
     reachable = {"cosine", "ema", "decay", "beta", "dead_code_ratio", "dead_code_threshold",
-                 "codebook_dim", "levels", "quantizer_dropout"}  # fmt: skip
+                 "codebook_dim", "levels", "quantizer_dropout", "init"}  # fmt: skip
     for cls in (VectorQuantizer, ResidualVQ, FSQ):
         params = set(inspect.signature(cls.__init__).parameters) - {"self"}
         assert params - NOT_OPTIONS <= reachable, cls.__name__

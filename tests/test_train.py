@@ -248,3 +248,20 @@ def test_two_processes_end_with_identical_weights(data_dir, tmp_path):
     assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0)
     assert bool(r0["quantizer.codebook.initialized"]) and int(r0["quantizer.codebook.step"]) == 4
     assert (tmp_path / "ddp/final/model.safetensors").is_file()
+
+
+def test_max_seconds_ends_the_run_with_a_final_model(tmp_path, data_dir) -> None:
+    """train.max_seconds: 0 stops after the first step, evaluates and saves final and a
+    resumable checkpoint; summary.json says how far it got of the planned steps."""
+    out = tmp_path / "run"
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY.format(base=REPO / "recipes" / "base.yaml",
+                                  manifest=data_dir / "manifest.jsonl", out=out))  # fmt: skip
+    result = Trainer(load_config(recipe, ["train.max_seconds=0"])).fit()
+    assert result.steps == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["steps"], summary["steps_planned"]) == (1, 6)
+    assert (out / "final" / "model.safetensors").is_file()
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step_00000001"]
+    resumed = Trainer(load_config(recipe), resume="latest").fit()
+    assert resumed.steps == 6

@@ -240,3 +240,21 @@ def test_shipped_recipes_load_and_fit_5_mb():
         assert tok.hop == hop and tok.sample_rate == 22050 and tok.channels == 1
         size = sum(v.numel() * v.element_size() for v in tok.state_dict().values())
         assert size <= 5_000_000
+
+
+def test_mel_ms_loss_is_the_heldout_mel_distance() -> None:
+    """The ``mel_ms`` training term equals ``mmtok.metrics.mel_distance`` (the benchmark's
+    number) on the same batch, and has a gradient."""
+    from mmtok.train.audio import build_tokenizer
+    from mmtok.train.losses import LOSSES
+
+    rate = build_tokenizer(hop=8, width=4, latent_dim=4, codebook_size=8,
+                           sample_rate=16000).sample_rate  # the rate the loss uses  # fmt: skip
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 8192, generator=g) * 0.3
+    y = (x + 0.05 * torch.randn(2, 1, 8192, generator=g)).requires_grad_(True)
+    loss = LOSSES["mel_ms"].fn(x, y)
+    assert float(loss) == pytest.approx(mel_distance(x, y.detach(), rate), rel=1e-5)
+    loss.backward()
+    assert y.grad is not None and bool(torch.isfinite(y.grad).all())

@@ -268,6 +268,7 @@ def audio_tokenizer(
     (``encode(x, n_q=...)``).
     """
     strides = hop_strides(hop)
+
     def widths(w: int) -> tuple[int, ...]:
         return tuple(w * min(2**i, 8) for i in range(len(strides)))
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 from mmtok.errors import ConfigError
 from mmtok.quantization.base import Quantizer
+from mmtok.quantization.codebook import Init
 from mmtok.quantization.fsq import FSQ
 from mmtok.quantization.residual import ResidualVQ
 from mmtok.quantization.vq import VectorQuantizer
 
-CODEBOOK_OPTIONS = ("cosine", "ema", "decay", "beta", "dead_code_ratio")  # vq / rvq only
+CODEBOOK_OPTIONS = ("cosine", "ema", "decay", "beta", "dead_code_ratio", "init")  # vq / rvq only
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class QuantizerOptions:
     beta: vq / rvq: commitment loss weight.
     dead_code_ratio: vq / rvq: relative dead-code restart threshold (used when the factory's
         ``dead_code_threshold`` is None; 0 disables restarts).
+    init: vq / rvq: codebook init, "kmeans" (first batch), "data", "uniform" (the seed-style
+        baseline of the benchmarks), "normal".
     levels: fsq: values per channel (K = their product).
     """
 
@@ -39,6 +42,7 @@ class QuantizerOptions:
     decay: float = 0.99
     beta: float = 0.25
     dead_code_ratio: float = 0.25
+    init: Init = "kmeans"
     levels: tuple[int, ...] = (8, 5, 5, 5)
 
     def changed(self) -> list[str]:
@@ -78,7 +82,7 @@ def build_quantizer(
                           f"quantizer {kind!r}")  # fmt: skip
     codebook = dict(codebook_dim=codebook_dim, dead_code_threshold=dead_code_threshold,
                     cosine=opt.cosine, ema=opt.ema, decay=opt.decay, beta=opt.beta,
-                    dead_code_ratio=opt.dead_code_ratio)  # fmt: skip
+                    dead_code_ratio=opt.dead_code_ratio, init=opt.init)  # fmt: skip
     if kind == "vq":
         return VectorQuantizer(dim, codebook_size, **codebook)
     if kind == "rvq":

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from mmtok.errors import ConfigError, InputError
 from mmtok.quantization.base import Quantizer, QuantizerOutput, check_ids, check_latents
-from mmtok.quantization.codebook import StepRng
+from mmtok.quantization.codebook import Init, StepRng
 from mmtok.quantization.metrics import to_host
 from mmtok.quantization.vq import VectorQuantizer
 
@@ -36,6 +36,7 @@ class ResidualVQ(Quantizer):
         dead_code_threshold: absolute restart threshold of every stage (0 disables; None:
             relative, ``dead_code_ratio`` x the stage's mean EMA count per code).
         dead_code_ratio: relative restart threshold of every stage (see VectorQuantizer).
+        init: codebook init of every stage (see VectorQuantizer).
         seed: base seed; stage i uses seed + i + 1, the dropout draw uses seed.
     """
 
@@ -53,6 +54,7 @@ class ResidualVQ(Quantizer):
         cosine: bool = False,
         dead_code_threshold: float | None = None,
         dead_code_ratio: float = 0.25,
+        init: Init = "kmeans",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -66,7 +68,7 @@ class ResidualVQ(Quantizer):
             VectorQuantizer(
                 dim, codebook_size, codebook_dim=codebook_dim, ema=ema, decay=decay, beta=beta,
                 cosine=cosine, dead_code_threshold=dead_code_threshold,
-                dead_code_ratio=dead_code_ratio, seed=seed + i + 1,
+                dead_code_ratio=dead_code_ratio, init=init, seed=seed + i + 1,
             )
             for i in range(num_quantizers)
         )  # fmt: skip

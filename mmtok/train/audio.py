@@ -42,7 +42,7 @@ from mmtok.audio.io import ClippingWarning, load_audio
 from mmtok.audio.losses import FFT_SIZES, linf_loss, mel_loss, stft_loss
 from mmtok.audio.tokenizer import DEFAULT_SAMPLE_RATE, AudioTokenizer, audio_tokenizer
 from mmtok.errors import ConfigError
-from mmtok.metrics import mel_distance, si_snr, snr
+from mmtok.metrics import MEL_BANDS, MEL_FFT_SIZES, log_mel_l1, mel_distance, si_snr, snr
 from mmtok.train.data import Key, key_generator, list_files
 from mmtok.train.heldout import add_code_hits, heldout_main
 from mmtok.train.losses import register_loss
@@ -100,6 +100,15 @@ def _stft(x: Tensor, recon: Tensor) -> Tensor:
 def _mel(x: Tensor, recon: Tensor) -> Tensor:
     """Log-mel L1 at the tokenizer's sample rate (``mmtok.audio.losses.mel_loss``)."""
     return mel_loss(x, recon, sample_rate=_spec(None).sample_rate)
+
+
+@register_loss("mel_ms", modalities=("audio",))
+def _mel_ms(x: Tensor, recon: Tensor) -> Tensor:
+    """The held-out metric as a loss: log-mel L1 at the resolutions of
+    ``mmtok.metrics.mel_distance`` (FFT 512 / 1024 / 2048, 40 / 80 / 160 bands), averaged."""
+    rate, a, b = _spec(None).sample_rate, x.reshape(-1, x.shape[-1]), recon.reshape(-1, x.shape[-1])
+    pairs = list(zip(MEL_FFT_SIZES, MEL_BANDS, strict=True))
+    return sum(log_mel_l1(a, b, rate, n, m).mean() for n, m in pairs) / len(pairs)
 
 
 @register_loss("linf", modalities=("audio",))

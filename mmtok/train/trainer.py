@@ -277,22 +277,35 @@ class Trainer:
         log = RunLog(self.out_dir, t.steps, step, main, t.progress, t.tensorboard)
         batches = iterate_batches(self.dataset, self.plan, self.state.epoch, self.state.batch,
                                   self.cfg.data.workers)  # fmt: skip
+        timed_out = False
         try:
-            while self.state.step < end:
+            while self.state.step < end and not timed_out:
                 epoch, index, x = next(batches)
                 values = self.train_step(x)
                 self.state.step += 1
                 self.state.epoch, self.state.batch = epoch, index + 1
                 self.state.record(values)
-                self._after_step(log, values, end)
+                timed_out = self._out_of_time(start)
+                self._after_step(log, values, self.state.step if timed_out else end)
         finally:
             batches.close()
         result = RunResult(self.state.step, time.perf_counter() - start, self.out_dir)
-        if self.state.step >= t.steps:
+        if self.state.step >= t.steps or timed_out:
+            if timed_out and self.dist.main:
+                log.write(f"train.max_seconds {t.max_seconds:g} reached at step {self.state.step}"
+                          f" of {t.steps}: evaluating and saving this model as final")  # fmt: skip
             result = self._finish(log, result)
         log.close()
         self.dist.close()
         return result
+
+    def _out_of_time(self, start: float) -> bool:
+        """True once ``train.max_seconds`` have passed (rank 0 decides, so all ranks stop at
+        the same step)."""
+        limit = self.cfg.train.max_seconds
+        if limit is None:
+            return False
+        return bool(self.dist.broadcast_object(time.perf_counter() - start > limit))
 
     def _after_step(self, log: RunLog, values: dict[str, float], end: int) -> None:
         step, t = self.state.step, self.cfg.train
@@ -320,7 +333,8 @@ class Trainer:
                        "processes": self.dist.world, "heldout_psnr_db": round(ev.psnr, 3),
                        "heldout_samples": ev.samples, "codebook_usage": round(ev.usage, 4),
                        "used_codes": ev.used_codes, "total_codes": ev.total_codes,
-                       "ranks_in_sync": result.ranks_in_sync}  # fmt: skip
+                       "ranks_in_sync": result.ranks_in_sync,
+                       "steps_planned": self.cfg.train.steps}  # fmt: skip
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
             log.write(f"held-out PSNR {ev.psnr:.2f} dB over {ev.samples} samples, codebook usage "
                       f"{ev.usage:.1%} ({ev.used_codes}/{ev.total_codes} codes); "
