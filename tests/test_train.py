@@ -12,8 +12,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from mmtok.audio.tokenizer import audio_tokenizer
 from mmtok.checkpoint import load_pretrained
 from mmtok.errors import ConfigError
+from mmtok.image.tokenizer import image_tokenizer
 from mmtok.quantization import QuantizerOutput
 from mmtok.tokenizer import TokenizerOutput
 from mmtok.train import Trainer, load_config, register_loss
@@ -142,13 +144,14 @@ def test_loss_registry_and_weights():
         assert "tv_test" in available_losses("image") and "tv_test" not in available_losses("audio")
         x, recon = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
         q = QuantizerOutput(torch.zeros(1), torch.zeros(1, dtype=torch.long), torch.tensor(0.5))
-        loss = TrainingLoss({"l1": 1.0, "l2": 0.0, "quantizer": 2.0, "tv_test": 0.5}, "image")
+        image = image_tokenizer(downsample=4, hidden=8, latent_dim=8, codebook_size=16)
+        loss = TrainingLoss({"l1": 1.0, "l2": 0.0, "quantizer": 2.0, "tv_test": 0.5}, image)
         out = loss(x, TokenizerOutput(recon, q))
         assert set(out.terms) == {"l1", "quantizer", "tv_test"}  # weight 0 is skipped
         want = (recon - x).abs().mean() + 2 * 0.5 + 0.5 * tv(x, recon)
         torch.testing.assert_close(out.total, want)
         with pytest.raises(ConfigError, match="tv_test"):
-            TrainingLoss({"tv_test": 1.0}, "audio")
+            TrainingLoss({"tv_test": 1.0}, audio_tokenizer(hop=8, width=4, latent_dim=4))
     finally:
         LOSSES.pop("tv_test")
 

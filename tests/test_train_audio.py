@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
+from mmtok.audio.tokenizer import audio_tokenizer
 from mmtok.checkpoint import load_pretrained
 from mmtok.errors import ConfigError
 from mmtok.metrics import mel_distance, si_snr, snr
@@ -22,7 +23,6 @@ from mmtok.train import Trainer, load_config
 from mmtok.train.audio import (
     AudioCrops,
     AudioSpec,
-    build_tokenizer,
     eval_set,
     evaluate_heldout,
     plot_examples,
@@ -131,7 +131,9 @@ def _np_mel_fbank(rate: int, n_fft: int, n_mels: int) -> np.ndarray:
 
 
 def test_audio_losses_match_independent_maths():
-    build_tokenizer(hop=8, width=4, latent_dim=8, res_depth=1, codebook_size=16, sample_rate=RATE)
+    tok = audio_tokenizer(
+        hop=8, width=4, latent_dim=8, res_depth=1, codebook_size=16, sample_rate=RATE
+    )  # the mel term is made at this tokenizer's rate
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 1, 3000, generator=g) - 0.5
     recon = x + 0.05 * torch.randn(x.shape, generator=g)
@@ -153,7 +155,7 @@ def test_audio_losses_match_independent_maths():
     assert "stft" not in available_losses("image") and "mel" not in available_losses("video")
     weights = {"l1": 1.0, "stft": 0.5, "mel": 2.0, "linf": 0.02, "quantizer": 1.0}
     q = QuantizerOutput(torch.zeros(1), torch.zeros(1, dtype=torch.long), torch.tensor(0.25))
-    out = TrainingLoss(weights, "audio")(x, TokenizerOutput(recon, q))
+    out = TrainingLoss(weights, tok)(x, TokenizerOutput(recon, q))
     for name, value in want.items():
         assert float(out.terms[name]) == pytest.approx(value, rel=2e-4), name
     total = sum(weights[n] * want[n] for n in want) + 0.25
@@ -204,7 +206,7 @@ def test_tiny_run_resumes_exactly_and_reports_heldout_metrics(manifest, tmp_path
     assert report.token_rate == RATE / 8 and report.bitrate == RATE / 8 * math.log2(16)
     assert "SI-SNR" in report.text()
 
-    plot_examples([x[0]], [y[0]], tmp_path / "rec.png")
+    plot_examples([x[0]], [y[0]], tmp_path / "rec.png", AudioSpec(RATE, 1))
     assert (tmp_path / "rec.png").stat().st_size > 1000
 
 
@@ -245,16 +247,35 @@ def test_shipped_recipes_load_and_fit_5_mb():
 def test_mel_ms_loss_is_the_heldout_mel_distance() -> None:
     """The ``mel_ms`` training term equals ``mmtok.metrics.mel_distance`` (the benchmark's
     number) on the same batch, and has a gradient."""
-    from mmtok.train.audio import build_tokenizer
     from mmtok.train.losses import LOSSES
 
-    rate = build_tokenizer(hop=8, width=4, latent_dim=4, codebook_size=8,
-                           sample_rate=16000).sample_rate  # the rate the loss uses  # fmt: skip
+    tok = audio_tokenizer(hop=8, width=4, latent_dim=4, codebook_size=8, sample_rate=16000)
+    rate = tok.sample_rate  # the rate the loss uses
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 1, 8192, generator=g) * 0.3
     y = (x + 0.05 * torch.randn(2, 1, 8192, generator=g)).requires_grad_(True)
-    loss = LOSSES["mel_ms"].fn(x, y)
+    loss = LOSSES["mel_ms"].make(tok)(x, y)
     assert float(loss) == pytest.approx(mel_distance(x, y.detach(), rate), rel=1e-5)
     loss.backward()
     assert y.grad is not None and bool(torch.isfinite(y.grad).all())
+
+
+def test_two_trainers_keep_their_own_sample_rate(manifest, tmp_path):
+    """An 8 kHz trainer built before a 16 kHz one still reads, evaluates, plots and computes
+    its mel losses at 8 kHz (no spec of the last built tokenizer shared by the process)."""
+    from mmtok.audio.losses import mel_loss
+
+    low = Trainer(load_config(_recipe(tmp_path, manifest, "low"), ["loss.mel_ms=1.0"]))
+    high = Trainer(load_config(_recipe(tmp_path, manifest, "high"),
+                               ["model.sample_rate=16000", "loss.mel_ms=1.0"]))  # fmt: skip
+    for trainer, rate in ((low, RATE), (high, FILE_RATE)):
+        ev = trainer.evaluate()
+        assert [x.shape[-1] for x in ev.originals] == [rate], rate  # clip3 is 1 s long
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 1, 4096, generator=g) * 0.3
+        y = x + 0.05 * torch.randn(x.shape, generator=g)
+        q = QuantizerOutput(torch.zeros(1), torch.zeros(1, dtype=torch.long), torch.tensor(0.0))
+        terms = trainer.loss(x, TokenizerOutput(y, q)).terms
+        assert float(terms["mel"]) == pytest.approx(float(mel_loss(x, y, sample_rate=rate)))
+        assert float(terms["mel_ms"]) == pytest.approx(mel_distance(x, y, rate), rel=1e-5)

@@ -152,3 +152,17 @@ def test_shipped_recipe_loads_and_fits_5_mb():
     assert tok.clip_frames == 16 and tok.fps and tok.downsample == (4, 4, 4)
     size = sum(v.numel() * v.element_size() for v in tok.state_dict().values())
     assert size <= 5_000_000
+
+
+def test_two_trainers_keep_their_own_clip_length(manifest, tmp_path):
+    """A trainer of 8-frame clips built before one of 4-frame clips still evaluates 8-frame
+    clips (no spec of the last built tokenizer shared by the process)."""
+    base = REPO / "recipes/base.yaml"
+    recipe = tmp_path / "tiny_video.yaml"
+    recipe.write_text(TINY.format(base=base, manifest=manifest, out=tmp_path / "run"))
+    long = Trainer(load_config(recipe))
+    short = Trainer(load_config(recipe, ["model.clip_frames=4", "model.fps=10.0"]))
+    for trainer, frames in ((long, 8), (short, 4)):
+        ev = trainer.evaluate()
+        assert {x.shape[1] for x in ev.originals} == {frames}, frames
+        assert trainer.dataset[(0, 0)].shape == (3, frames, 16, 16)

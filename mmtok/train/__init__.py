@@ -18,6 +18,7 @@ _EXPORTS = {
     "TrainConfig": "config",
     "load_config": "config",
     "register_loss": "losses",
+    "register_tokenizer_loss": "losses",
     "MODALITIES": "modalities",
     "Modality": "modalities",
     "build_model": "modalities",

@@ -4,10 +4,9 @@ Legend: C audio channels, T samples at the tokenizer's ``sample_rate``, s = ``da
 (samples). Samples are float32 ``[C, s]`` in [-1, 1].
 
 The sample rate and channel count are the tokenizer's (``model.sample_rate``,
-``model.channels``): the audio entry of ``MODALITIES`` builds its tokenizer with
-``build_tokenizer``, which records that tokenizer's ``AudioSpec`` for the data functions and
-the ``mel`` loss of the same process (the trainer builds the model first), as the video entry
-does with its clip spec. Called directly, ``train_set`` / ``eval_set`` take an explicit ``spec``.
+``model.channels``): the trainer builds the model first and passes its ``AudioSpec``
+(``AudioSpec.of(tokenizer)``) to ``train_set``, ``eval_set`` and ``plot_examples``; the ``mel``
+and ``mel_ms`` losses are made for the tokenizer they train (``register_tokenizer_loss``).
 
 Data keys used differently from images: ``crop`` is the crop length in samples (>= 2048, the
 largest FFT of the spectral losses), ``flip`` inverts the polarity of half the crops,
@@ -26,12 +25,11 @@ bitrate); see recipes/README.md.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -40,12 +38,12 @@ from torch.utils.data import Dataset
 
 from mmtok.audio.io import ClippingWarning, load_audio
 from mmtok.audio.losses import FFT_SIZES, linf_loss, mel_loss, stft_loss
-from mmtok.audio.tokenizer import DEFAULT_SAMPLE_RATE, AudioTokenizer, audio_tokenizer
+from mmtok.audio.tokenizer import DEFAULT_SAMPLE_RATE, AudioTokenizer
 from mmtok.errors import ConfigError
 from mmtok.metrics import MEL_BANDS, MEL_FFT_SIZES, log_mel_l1, mel_distance, si_snr, snr
 from mmtok.train.data import Key, key_generator, list_files
 from mmtok.train.heldout import add_code_hits, heldout_main
-from mmtok.train.losses import register_loss
+from mmtok.train.losses import LossFn, register_loss, register_tokenizer_loss
 
 if TYPE_CHECKING:
     from mmtok.train.config import DataConfig
@@ -74,21 +72,6 @@ class AudioSpec:
             return load_audio(path, self.sample_rate, channels=channels).samples
 
 
-_built: list[AudioSpec] = []  # spec of the last tokenizer made by build_tokenizer
-
-
-@functools.wraps(audio_tokenizer)
-def build_tokenizer(*args: Any, **kwargs: Any) -> AudioTokenizer:
-    """``audio_tokenizer`` that also records its AudioSpec for the data and the mel loss."""
-    tok = audio_tokenizer(*args, **kwargs)
-    _built[:] = [AudioSpec.of(tok)]
-    return tok
-
-
-def _spec(spec: AudioSpec | None) -> AudioSpec:
-    return spec or (_built[0] if _built else AudioSpec())
-
-
 # --- losses (weighted by the recipe's loss section) -----------------------------------------
 @register_loss("stft", modalities=("audio",))
 def _stft(x: Tensor, recon: Tensor) -> Tensor:
@@ -96,19 +79,29 @@ def _stft(x: Tensor, recon: Tensor) -> Tensor:
     return stft_loss(x, recon)
 
 
-@register_loss("mel", modalities=("audio",))
-def _mel(x: Tensor, recon: Tensor) -> Tensor:
+@register_tokenizer_loss("mel", modalities=("audio",))
+def _mel(tok: AudioTokenizer) -> LossFn:
     """Log-mel L1 at the tokenizer's sample rate (``mmtok.audio.losses.mel_loss``)."""
-    return mel_loss(x, recon, sample_rate=_spec(None).sample_rate)
+    rate = tok.sample_rate
+
+    def mel(x: Tensor, recon: Tensor) -> Tensor:
+        return mel_loss(x, recon, sample_rate=rate)
+
+    return mel
 
 
-@register_loss("mel_ms", modalities=("audio",))
-def _mel_ms(x: Tensor, recon: Tensor) -> Tensor:
+@register_tokenizer_loss("mel_ms", modalities=("audio",))
+def _mel_ms(tok: AudioTokenizer) -> LossFn:
     """The held-out metric as a loss: log-mel L1 at the resolutions of
-    ``mmtok.metrics.mel_distance`` (FFT 512 / 1024 / 2048, 40 / 80 / 160 bands), averaged."""
-    rate, a, b = _spec(None).sample_rate, x.reshape(-1, x.shape[-1]), recon.reshape(-1, x.shape[-1])
-    pairs = list(zip(MEL_FFT_SIZES, MEL_BANDS, strict=True))
-    return sum(log_mel_l1(a, b, rate, n, m).mean() for n, m in pairs) / len(pairs)
+    ``mmtok.metrics.mel_distance`` (FFT 512 / 1024 / 2048, 40 / 80 / 160 bands) and the
+    tokenizer's sample rate, averaged."""
+    rate, pairs = tok.sample_rate, list(zip(MEL_FFT_SIZES, MEL_BANDS, strict=True))
+
+    def mel_ms(x: Tensor, recon: Tensor) -> Tensor:
+        a, b = x.reshape(-1, x.shape[-1]), recon.reshape(-1, x.shape[-1])  # [B * C, T]
+        return sum(log_mel_l1(a, b, rate, n, m).mean() for n, m in pairs) / len(pairs)
+
+    return mel_ms
 
 
 @register_loss("linf", modalities=("audio",))
@@ -166,10 +159,11 @@ class AudioCrops(Dataset):
         return x.contiguous()  # [C, s]
 
 
-def train_set(cfg: DataConfig, seed: int, spec: AudioSpec | None = None) -> AudioCrops:
+def train_set(cfg: DataConfig, seed: int, spec: AudioSpec) -> AudioCrops:
+    """Training crops of ``cfg``'s files read at ``spec``'s rate and channel count."""
     _check_data(cfg)
     files = list_files(cfg.manifest, cfg.split, SUFFIXES)
-    return AudioCrops(files, _spec(spec), cfg.crop, cfg.flip, cfg.repeats, seed)
+    return AudioCrops(files, spec, cfg.crop, cfg.flip, cfg.repeats, seed)
 
 
 def heldout_clip(path: Path, spec: AudioSpec, size: int | None) -> Tensor:
@@ -186,20 +180,22 @@ def _eval_files(cfg: DataConfig) -> list[Path]:
     return list_files(cfg.manifest, cfg.eval_split, SUFFIXES)[: cfg.eval_max]
 
 
-def eval_set(cfg: DataConfig, spec: AudioSpec | None = None) -> list[Tensor]:
-    """Held-out clips ``[C, T]`` of the first ``eval_max`` held-out files."""
-    return [heldout_clip(f, _spec(spec), cfg.eval_size) for f in _eval_files(cfg)]
+def eval_set(cfg: DataConfig, spec: AudioSpec) -> list[Tensor]:
+    """Held-out clips ``[C, T]`` of the first ``eval_max`` held-out files, read at ``spec``."""
+    return [heldout_clip(f, spec, cfg.eval_size) for f in _eval_files(cfg)]
 
 
-def plot_examples(originals: Sequence[Tensor], recons: Sequence[Tensor], path: Path) -> None:
-    """PNG: per held-out clip ``[C, T]`` (first channel) a row of three panels: both waveforms
-    overlaid, the original's and the reconstruction's log-magnitude spectrograms."""
+def plot_examples(originals: Sequence[Tensor], recons: Sequence[Tensor], path: Path,
+                  spec: AudioSpec) -> None:  # fmt: skip
+    """PNG: per held-out clip ``[C, T]`` at ``spec.sample_rate`` (first channel) a row of three
+    panels: both waveforms overlaid, the original's and the reconstruction's log-magnitude
+    spectrograms."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rate, n = _spec(None).sample_rate, len(originals)
+    rate, n = spec.sample_rate, len(originals)
     fig, axes = plt.subplots(n, 3, figsize=(13, 2.4 * n), squeeze=False)
     for j, (x, y) in enumerate(zip(originals, recons, strict=True)):
         a, b = x[0].float().cpu().numpy(), y[0].float().cpu().numpy()

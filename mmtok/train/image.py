@@ -1,11 +1,15 @@
 """Image training data: seeded random crops, held-out images, an originals/reconstructions grid.
 
 Legend: H, W pixels, c = ``data.crop``. Samples are float32 ``[3, c, c]`` in [-1, 1].
+
+Image data takes nothing from the tokenizer (crop and held-out sizes are the recipe's): the
+data hooks take an ``ImageSpec`` only so that every modality's hooks have one signature.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,12 +18,22 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mmtok.image.io import from_uint8, load_image, to_uint8
+from mmtok.tokenizer import Tokenizer
 from mmtok.train.data import Key, key_generator, list_files
 
 if TYPE_CHECKING:
     from mmtok.train.config import DataConfig
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What image data takes from the tokenizer: nothing (see the module docstring)."""
+
+    @classmethod
+    def of(cls, tok: Tokenizer) -> ImageSpec:
+        return cls()
 
 
 def _load_for_crops(path: Path, resize: int | None, crop: int) -> Tensor:
@@ -59,18 +73,20 @@ class ImageCrops(Dataset):
         return from_uint8(x.contiguous())  # [3, c, c]
 
 
-def train_set(cfg: DataConfig, seed: int) -> ImageCrops:
+def train_set(cfg: DataConfig, seed: int, spec: ImageSpec) -> ImageCrops:
+    """Training crops of ``cfg``'s files (``spec`` holds nothing for images)."""
     files = list_files(cfg.manifest, cfg.split, SUFFIXES)
     return ImageCrops(files, cfg.crop, cfg.resize, cfg.flip, cfg.repeats, seed)
 
 
-def eval_set(cfg: DataConfig) -> list[Tensor]:
+def eval_set(cfg: DataConfig, spec: ImageSpec) -> list[Tensor]:
     """Held-out images ``[3, H, W]``: short side to ``eval_size`` + centre crop (if set)."""
     files = list_files(cfg.manifest, cfg.eval_split, SUFFIXES)[: cfg.eval_max]
     return [load_image(f, size=cfg.eval_size) for f in files]
 
 
-def plot_examples(originals: Sequence[Tensor], recons: Sequence[Tensor], path: Path) -> None:
+def plot_examples(originals: Sequence[Tensor], recons: Sequence[Tensor], path: Path,
+                  spec: ImageSpec) -> None:  # fmt: skip
     """PNG grid: originals on the top row, reconstructions below (``[3, H, W]`` in [-1, 1])."""
     import matplotlib
 

@@ -4,9 +4,12 @@ Legend: B batch, C channels, S the input's spatial/temporal axes.
 
 A term is a function ``(x, recon) -> scalar`` (both ``[B, C, *S]``) registered under a name
 with ``register_loss``, optionally for some modalities only (audio STFT losses register
-themselves as ``register_loss("stft", modalities=("audio",))``). A recipe's ``loss`` section
-maps names to weights; ``quantizer`` is the weight of ``QuantizerOutput.loss`` (commitment,
-codebook). Terms with weight 0 are not computed.
+themselves as ``register_loss("stft", modalities=("audio",))``). A term that depends on the
+tokenizer being trained (the mel losses use its sample rate) registers a factory
+``make(tokenizer) -> (x, recon) -> scalar`` with ``register_tokenizer_loss``; ``TrainingLoss``
+calls it once with its own tokenizer, so two tokenizers in one process never share a setting.
+A recipe's ``loss`` section maps names to weights; ``quantizer`` is the weight of
+``QuantizerOutput.loss`` (commitment, codebook). Terms with weight 0 are not computed.
 """
 
 from __future__ import annotations
@@ -19,30 +22,47 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmtok.errors import ConfigError
-from mmtok.tokenizer import TokenizerOutput
+from mmtok.tokenizer import Tokenizer, TokenizerOutput
 
 QUANTIZER = "quantizer"
 LossFn = Callable[[Tensor, Tensor], Tensor]
+LossFactory = Callable[[Tokenizer], LossFn]
 
 
 @dataclass(frozen=True)
 class LossTerm:
-    fn: LossFn
+    """make: the tokenizer being trained -> its term ``(x, recon) -> scalar``."""
+
+    make: LossFactory
     modalities: tuple[str, ...] | None  # None: every modality
 
 
 LOSSES: dict[str, LossTerm] = {}
 
 
+def register_tokenizer_loss(
+    name: str, modalities: tuple[str, ...] | None = None
+) -> Callable[[LossFactory], LossFactory]:
+    """Decorator: make ``make(tokenizer) -> ((x, recon) -> scalar)`` available as loss
+    ``name`` (for terms that depend on the tokenizer, e.g. its sample rate)."""
+    if name == QUANTIZER:
+        raise ConfigError(f"loss name {QUANTIZER!r} is reserved for the quantizer's own loss")
+
+    def add(make: LossFactory) -> LossFactory:
+        LOSSES[name] = LossTerm(make, modalities)
+        return make
+
+    return add
+
+
 def register_loss(
     name: str, modalities: tuple[str, ...] | None = None
 ) -> Callable[[LossFn], LossFn]:
     """Decorator: make ``fn(x, recon) -> scalar`` available as loss ``name``."""
-    if name == QUANTIZER:
-        raise ConfigError(f"loss name {QUANTIZER!r} is reserved for the quantizer's own loss")
+    add_factory = register_tokenizer_loss(name, modalities)
 
     def add(fn: LossFn) -> LossFn:
-        LOSSES[name] = LossTerm(fn, modalities)
+        add_factory(lambda _tokenizer: fn)
         return fn
 
     return add
@@ -75,9 +95,16 @@ class LossOutput:
 
 
 class TrainingLoss:
-    """``weights`` {name: weight} -> callable ``(x, TokenizerOutput) -> LossOutput``."""
+    """``weights`` {name: weight} -> callable ``(x, TokenizerOutput) -> LossOutput``.
 
-    def __init__(self, weights: Mapping[str, float], modality: str) -> None:
+    Args:
+        weights: loss name -> weight (0: not computed).
+        tokenizer: the tokenizer being trained; its ``modality`` picks the allowed terms and
+            each term is made for it (e.g. mel losses at its sample rate).
+    """
+
+    def __init__(self, weights: Mapping[str, float], tokenizer: Tokenizer) -> None:
+        modality = tokenizer.modality
         known = available_losses(modality)
         unknown = sorted(set(weights) - set(known))
         if unknown:
@@ -85,6 +112,7 @@ class TrainingLoss:
         self.weights = {n: float(w) for n, w in weights.items() if w != 0}
         if not self.weights:
             raise ConfigError("loss: every weight is 0, nothing to train")
+        self.terms = {n: LOSSES[n].make(tokenizer) for n in self.weights if n != QUANTIZER}
 
     def __call__(self, x: Tensor, out: TokenizerOutput) -> LossOutput:
         terms = {}
@@ -92,6 +120,6 @@ class TrainingLoss:
             if name == QUANTIZER:
                 terms[name] = out.quant.loss.float()
             else:
-                terms[name] = LOSSES[name].fn(x.float(), out.recon.float())
+                terms[name] = self.terms[name](x.float(), out.recon.float())
         total = torch.stack([w * terms[n] for n, w in self.weights.items()]).sum()
         return LossOutput(total, terms)

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from mmtok.audio.tokenizer import audio_tokenizer
 from mmtok.image.tokenizer import image_tokenizer
 from mmtok.tokenizer import Tokenizer
 from mmtok.train import audio, image, video
+from mmtok.video.tokenizer import video_tokenizer
 
 if TYPE_CHECKING:
     from mmtok.train.config import DataConfig, ModelConfig
@@ -25,21 +27,27 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Modality:
-    """factory: kwargs -> Tokenizer. train_set(data config, seed): Dataset keyed by
-    ``(epoch, index)`` giving one float sample. eval_set(data config): held-out samples
-    (``[C, *S]`` each, sizes may differ). plot_examples(originals, recons, png path)."""
+    """factory: kwargs -> Tokenizer. spec(tokenizer): what the data functions need from the
+    tokenizer being trained (sample rate, clip length ...), passed to each of them explicitly.
+    train_set(data config, seed, spec): Dataset keyed by ``(epoch, index)`` giving one float
+    sample. eval_set(data config, spec): held-out samples (``[C, *S]`` each, sizes may differ).
+    plot_examples(originals, recons, png path, spec)."""
 
     factory: Callable[..., Tokenizer]
-    train_set: Callable[[DataConfig, int], Dataset]
-    eval_set: Callable[[DataConfig], list[Tensor]]
-    plot_examples: Callable[[Sequence[Tensor], Sequence[Tensor], Path], None]
+    spec: Callable[[Any], Any]
+    train_set: Callable[[DataConfig, int, Any], Dataset]
+    eval_set: Callable[[DataConfig, Any], list[Tensor]]
+    plot_examples: Callable[[Sequence[Tensor], Sequence[Tensor], Path, Any], None]
 
 
 MODALITIES: dict[str, Modality] = {
-    "image": Modality(image_tokenizer, image.train_set, image.eval_set, image.plot_examples),
-    "video": Modality(video.build_tokenizer, video.train_set, video.eval_set, video.plot_examples),
-    "audio": Modality(audio.build_tokenizer, audio.train_set, audio.eval_set, audio.plot_examples),
-}
+    "image": Modality(image_tokenizer, image.ImageSpec.of, image.train_set, image.eval_set,
+                      image.plot_examples),
+    "video": Modality(video_tokenizer, video.ClipSpec.of, video.train_set, video.eval_set,
+                      video.plot_examples),
+    "audio": Modality(audio_tokenizer, audio.AudioSpec.of, audio.train_set, audio.eval_set,
+                      audio.plot_examples),
+}  # fmt: skip
 
 
 def build_model(cfg: ModelConfig) -> Tokenizer:

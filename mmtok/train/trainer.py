@@ -141,10 +141,11 @@ class Trainer:
         seed_everything(t.seed)
         self.modality = MODALITIES[cfg.model.modality]
         self.model = build_model(cfg.model).to(self.dist.device)
-        self.loss = TrainingLoss(cfg.loss, cfg.model.modality)
+        self.spec = self.modality.spec(self.model)  # what the data needs from this model
+        self.loss = TrainingLoss(cfg.loss, self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas,
                                            weight_decay=t.weight_decay)  # fmt: skip
-        self.dataset = self.modality.train_set(cfg.data, t.seed)
+        self.dataset = self.modality.train_set(cfg.data, t.seed, self.spec)
         self.plan = BatchPlan(len(self.dataset), cfg.data.batch_size // self.dist.world,
                               self.dist.world, self.dist.rank, t.seed)  # fmt: skip
         self.state = ckpt.TrainState()
@@ -227,7 +228,7 @@ class Trainer:
     def evaluate(self) -> EvalResult:
         """Held-out PSNR and codebook usage (the quantizer's usage buffers, reset first)."""
         if self._eval_data is None:
-            self._eval_data = self.modality.eval_set(self.cfg.data)
+            self._eval_data = self.modality.eval_set(self.cfg.data, self.spec)
         self.model.quantizer.reset_usage()
         scores, originals, recons = [], [], []
         with eval_mode(self.model):
@@ -350,7 +351,8 @@ class Trainer:
         plot_losses(self.state.history, list(self.loss.weights), plots / "loss.png")
         if ev.histograms:
             plot_usage(ev.histograms, plots / "codebook_usage.png")
-        self.modality.plot_examples(ev.originals, ev.recons, plots / "reconstructions.png")
+        path = plots / "reconstructions.png"
+        self.modality.plot_examples(ev.originals, ev.recons, path, self.spec)
 
 
 def train(cfg: Config, resume: str | os.PathLike | None = None) -> RunResult:

@@ -4,10 +4,8 @@ Legend: T frames, H, W pixels, c = the tokenizer's ``clip_frames``, s = ``data.c
 Samples are float32 ``[3, c, s, s]`` in [-1, 1].
 
 The clip length and frame rate are the tokenizer's (``model.clip_frames``, ``model.fps``):
-``Modality.train_set`` / ``eval_set`` receive only the data config, so the video entry of
-``MODALITIES`` builds its tokenizer with ``build_tokenizer``, which records that tokenizer's
-``ClipSpec`` for the data functions of the same process (the trainer builds the model first).
-Called directly, ``train_set`` / ``eval_set`` take an explicit ``spec``.
+the trainer builds the model first and passes its ``ClipSpec`` (``ClipSpec.of(tokenizer)``) to
+``train_set``, ``eval_set`` and ``plot_examples``.
 
 ``python -m mmtok.train.video PRESET_OR_DIR [--recipe R]`` prints the held-out metrics of a
 trained tokenizer (PSNR, SSIM, codebook usage, tokens per second); see recipes/README.md.
@@ -15,11 +13,10 @@ trained tokenizer (PSNR, SSIM, codebook usage, tokens per second); see recipes/R
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -31,7 +28,7 @@ from mmtok.metrics import psnr, ssim
 from mmtok.train.data import Key, key_generator, list_files
 from mmtok.train.heldout import add_code_hits, heldout_main
 from mmtok.video.io import load_video
-from mmtok.video.tokenizer import VideoTokenizer, video_tokenizer
+from mmtok.video.tokenizer import VideoTokenizer
 
 if TYPE_CHECKING:
     from mmtok.train.config import DataConfig
@@ -51,21 +48,6 @@ class ClipSpec:
     @classmethod
     def of(cls, tok: VideoTokenizer) -> ClipSpec:
         return cls(tok.clip_frames, tok.fps)
-
-
-_built: list[ClipSpec] = []  # spec of the last tokenizer made by build_tokenizer
-
-
-@functools.wraps(video_tokenizer)
-def build_tokenizer(*args: Any, **kwargs: Any) -> VideoTokenizer:
-    """``video_tokenizer`` that also records its ClipSpec for ``train_set`` / ``eval_set``."""
-    tok = video_tokenizer(*args, **kwargs)
-    _built[:] = [ClipSpec.of(tok)]
-    return tok
-
-
-def _spec(spec: ClipSpec | None) -> ClipSpec:
-    return spec or (_built[0] if _built else ClipSpec())
 
 
 def _load_for_clips(path: Path, spec: ClipSpec, resize: int | None, crop: int) -> Tensor:
@@ -114,9 +96,10 @@ class VideoClips(Dataset):
         return from_uint8(x.contiguous())  # [3, c, s, s]
 
 
-def train_set(cfg: DataConfig, seed: int, spec: ClipSpec | None = None) -> VideoClips:
+def train_set(cfg: DataConfig, seed: int, spec: ClipSpec) -> VideoClips:
+    """Training clips of ``cfg``'s files cut at ``spec``'s clip length and frame rate."""
     files = list_files(cfg.manifest, cfg.split, SUFFIXES)
-    return VideoClips(files, _spec(spec), cfg.crop, cfg.resize, cfg.flip, cfg.repeats, seed)
+    return VideoClips(files, spec, cfg.crop, cfg.resize, cfg.flip, cfg.repeats, seed)
 
 
 def heldout_clips(path: Path, spec: ClipSpec, size: int | None) -> list[Tensor]:
@@ -131,15 +114,17 @@ def heldout_clips(path: Path, spec: ClipSpec, size: int | None) -> list[Tensor]:
     return [x[:, a : a + c].contiguous() for a in starts]
 
 
-def eval_set(cfg: DataConfig, spec: ClipSpec | None = None) -> list[Tensor]:
+def eval_set(cfg: DataConfig, spec: ClipSpec) -> list[Tensor]:
     """Held-out clips ``[3, c, H, W]`` of the first ``eval_max`` held-out videos."""
     files = list_files(cfg.manifest, cfg.eval_split, SUFFIXES)[: cfg.eval_max]
-    return [clip for f in files for clip in heldout_clips(f, _spec(spec), cfg.eval_size)]
+    return [clip for f in files for clip in heldout_clips(f, spec, cfg.eval_size)]
 
 
-def plot_examples(originals: Sequence[Tensor], recons: Sequence[Tensor], path: Path) -> None:
+def plot_examples(originals: Sequence[Tensor], recons: Sequence[Tensor], path: Path,
+                  spec: ClipSpec) -> None:  # fmt: skip
     """PNG: per held-out clip ``[3, T, H, W]``, STRIP_FRAMES evenly spaced frames of the
-    original above the same frames of the reconstruction."""
+    original above the same frames of the reconstruction (frame numbers of the clip; ``spec``
+    is not needed to draw them)."""
     import matplotlib
 
     matplotlib.use("Agg")
