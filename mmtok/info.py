@@ -38,7 +38,10 @@ def describe(tok: nn.Module) -> str:
     if hasattr(tok, "sample_rate") and tok.modality == "audio":
         rate = tok.sample_rate / tok.downsample[0]
         lines.append(f"sample rate:    {tok.sample_rate} Hz, token rate {rate:g} /s, "
-                     f"bitrate {rate * bits / 1000:g} kbit/s")  # fmt: skip
+                     f"bitrate {rate * bits / 1000:g} kbit/s per channel")  # fmt: skip
+        if q > 1:  # residual VQ: every prefix of the codebooks is a usable bitrate
+            per_q = ", ".join(f"{n}: {rate * n * math.log2(k) / 1000:.2f}" for n in range(1, q + 1))
+            lines.append(f"bitrate by n_q:  {per_q} kbit/s (encode --n-q N)")
     return "\n".join(lines)
 
 

@@ -1,7 +1,7 @@
 """Bundled presets: name -> folder under ``mmtok/assets/`` + the sha256 of its weights.
 
 Presets are trained by the recipes in ``recipes/`` (commands and held-out quality in
-``recipes/README.md``) and shipped small (<= 5 MB each). Nothing is ever downloaded.
+``recipes/README.md``) and shipped small (<= 8 MB each). Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ PRESETS: dict[str, Preset] = {
         "0d177862c66876944bfbc3b0d4d79f74427abf07207d5495401e214ba9e327e1",
         rate="1 token per 4x4 pixels (4,096 for 256x256), 9 bits each",
         quality="PSNR 28.70 dB, 95.7 % codes used",
-        pick="for small photos and a first look at image tokens",
+        pick="long sequences (4,096 tokens per 256x256); the small first preset",
     ),
     "audio-hop8": Preset(
         "audio",
@@ -56,8 +56,7 @@ PRESETS: dict[str, Preset] = {
         "525120dfb9d179e9b1dd6f15a43a9e3ba9feee5c2a463726aca899c0776d4d7b",
         rate="689 tokens/s at 22.05 kHz mono, 6.9 kbit/s",
         quality="SI-SNR 2.94 dB, mel distance 0.977",
-        pick="for a balance of fidelity and sequence length",
-        default=True,
+        pick="small and fast (127x real time on 2 cores); mono 22.05 kHz sketches",
     ),
     "audio-hop128": Preset(
         "audio",
@@ -67,6 +66,62 @@ PRESETS: dict[str, Preset] = {
         rate="172 tokens/s at 22.05 kHz mono, 1.7 kbit/s",
         quality="SI-SNR -0.40 dB, mel distance 0.981",
         pick="for long-range structure in short sequences (Jukebox top level); lossy",
+    ),
+    "image-f8": Preset(
+        "image",
+        "2D conv VQ-VAE, 8x downsampling, 4096 codes looked up in 8 dimensions; photos of "
+        "TRAINING_MEDIA (recipes/image_f8.yaml, trained on an H100)",
+        "fe2885bb35c4f091a05bca06c6772632f5a72fea1ef22c41055f3be2e216ca82",
+        rate="1 token per 8x8 pixels (1,024 for 256x256), 12 bits each",
+        quality="PSNR 28.94 dB",
+        pick="the default image tokenizer: photos for sequence models",
+        default=True,
+    ),
+    "image-f16": Preset(
+        "image",
+        "2D conv VQ-VAE, 16x downsampling, 16384 codes looked up in 8 dimensions; photos of "
+        "TRAINING_MEDIA (recipes/image_f16.yaml, trained on an H100)",
+        "f7519edec29d0417f4a008450419f08f55abc9928bc3d23fbcd7d71f27744b42",
+        rate="1 token per 16x16 pixels (256 for 256x256), 14 bits each",
+        quality="PSNR 25.70 dB",
+        pick="for the shortest image sequences (256 tokens per 256x256)",
+    ),
+    "music44-hop8": Preset(
+        "audio",
+        "Jukebox-style 1D conv level, hop 8 at 44.1 kHz, 1024 codes, stereo coded per channel; "
+        "game soundtracks of TRAINING_MEDIA (recipes/music44_hop8.yaml, trained on an H100)",
+        "02a9e29ba0df02ce936357eeae4c713b302a4edf421089e5c340f156e44fdb36",
+        rate="5513 tokens/s per channel at 44.1 kHz, 55.1 kbit/s",
+        quality="SI-SNR 15.68 dB, mel distance 0.625",
+        pick="the finest music level (Jukebox bottom): most faithful, longest sequences",
+    ),
+    "music44-hop32": Preset(
+        "audio",
+        "Jukebox-style 1D conv level, hop 32 at 44.1 kHz, 1024 codes, stereo coded per channel; "
+        "game soundtracks of TRAINING_MEDIA (recipes/music44_hop32.yaml, trained on an H100)",
+        "55f0a7af6b821042596570be4f8a7bd323e6afc4e1f1c46a22ddfe94f9b83285",
+        rate="1378 tokens/s per channel at 44.1 kHz, 13.8 kbit/s",
+        quality="SI-SNR 11.78 dB, mel distance 0.736",
+        pick="the default music tokenizer: fidelity and sequence length balanced",
+        default=True,
+    ),
+    "music44-hop128": Preset(
+        "audio",
+        "Jukebox-style 1D conv level, hop 128 at 44.1 kHz, 1024 codes, stereo coded per channel; "
+        "game soundtracks of TRAINING_MEDIA (recipes/music44_hop128_msmel.yaml, on an H100)",
+        "90b64370f514c73f63d185de844eb8ae0e86ccb5c29f2bfc7a3725c67e3ef2a4",
+        rate="345 tokens/s per channel at 44.1 kHz, 3.4 kbit/s",
+        quality="SI-SNR 5.76 dB, mel distance 0.875",
+        pick="long-range music structure in short sequences (Jukebox top level)",
+    ),
+    "music44-rvq": Preset(
+        "audio",
+        "1D conv codec, hop 512 at 44.1 kHz (86 frames/s), residual VQ of 8 x 1024 codes with "
+        "quantizer dropout; stereo coded per channel (recipes/music44_rvq.yaml, on an H100)",
+        "7386bd8878bef4b3370ff74b0b24b4d743ef9e7159f0ae090630b5daec915067",
+        rate="86 frames/s x 1..8 codebooks per channel, 0.86 to 6.9 kbit/s (encode --n-q)",
+        quality="n_q=8: SI-SNR 6.74 dB, mel distance 0.899",
+        pick="few tokens per second for sequence models; pick the bitrate with n_q",
     ),
     "video-small": Preset(
         "video",
@@ -79,6 +134,10 @@ PRESETS: dict[str, Preset] = {
         default=True,
     ),
 }
+
+
+# the Jukebox hierarchy the multi-level audio tokenizer (and prep's default music levels) uses
+MUSIC_LEVELS = ("music44-hop8", "music44-hop32", "music44-hop128")
 
 
 def preset_dir(name: str) -> Path:

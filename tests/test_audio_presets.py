@@ -44,9 +44,40 @@ LOOP_SI_SNR_DB = {
 }
 
 
-def test_audio_presets_are_bundled_and_hop32_is_the_default():
+# (SI-SNR, SNR) of loop_amen.flac at 44.1 kHz (drums: out of the game-music training domain)
+# with the 44.1 kHz music presets (residual VQ at n_q = 1 and 8), minus 1 dB
+MUSIC_LOOP_SI_SNR_DB = {
+    ("music44-hop8", None): (3.36, 4.62),
+    ("music44-hop32", None): (1.73, 3.53),
+    ("music44-hop128", None): (-0.11, 2.43),
+    ("music44-rvq", 1): (-1.67, 1.67),
+    ("music44-rvq", 8): (1.58, 3.43),
+}
+
+
+def test_music_presets_are_bundled_and_music44_hop32_is_the_default():
+    from mmtok.presets import MUSIC_LEVELS
+
+    assert default_preset("audio") == "music44-hop32"
+    for name in {*MUSIC_LEVELS, "music44-rvq"}:
+        weights = preset_dir(name) / "model.safetensors"
+        assert PRESETS[name].modality == "audio" and weights.stat().st_size <= 8_000_000
+        assert sha256_file(weights) == PRESETS[name].sha256
+        assert load_pretrained(name).sample_rate == 44100
+
+
+@pytest.mark.parametrize("name,n_q", sorted(MUSIC_LOOP_SI_SNR_DB, key=str))
+def test_music_preset_reconstructs_the_bundled_loop(name, n_q):
+    tok = load_pretrained(name)
+    x = read_media(LOOP, tok)  # [1, 1, T] mono at 44.1 kHz
+    y = tok.decode(tok.encode(x, n_q=n_q))
+    assert y.shape == x.shape
+    min_si_snr, min_snr = MUSIC_LOOP_SI_SNR_DB[(name, n_q)]
+    assert si_snr(x, y) >= min_si_snr and snr(x, y) >= min_snr
+
+
+def test_audio_presets_are_bundled():
     assert set(LOOP_SI_SNR_DB) <= set(list_presets())
-    assert default_preset("audio") == "audio-hop32"
     for name in LOOP_SI_SNR_DB:
         weights = preset_dir(name) / "model.safetensors"
         assert PRESETS[name].modality == "audio" and weights.stat().st_size <= 5_000_000
@@ -69,11 +100,14 @@ def test_audio_preset_reconstructs_the_bundled_loop(name):
 def test_multilevel_from_the_bundled_levels():
     from mmtok.audio.tokenizer import MultiLevelAudioTokenizer
     from mmtok.errors import InputError
+    from mmtok.presets import MUSIC_LEVELS
 
-    levels = MultiLevelAudioTokenizer.from_levels()  # every bundled audio preset, by hop
-    assert levels.hops == tuple(sorted(int(n.removeprefix("audio-hop")) for n in LOOP_SI_SNR_DB))
+    levels = MultiLevelAudioTokenizer.from_levels()  # the 44.1 kHz Jukebox levels
+    assert levels.hops == (8, 32, 128) and levels.sample_rate == 44100
     x = read_media(LOOP, levels.levels[0])[..., :22050]
-    for hop, tokens in levels.encode(x).items():
-        assert torch.equal(tokens.ids, load_pretrained(f"audio-hop{hop}").encode(x).ids)
+    for (hop, tokens), name in zip(levels.encode(x).items(), MUSIC_LEVELS, strict=True):
+        assert torch.equal(tokens.ids, load_pretrained(name).encode(x).ids), hop
+    old = MultiLevelAudioTokenizer.from_levels(sorted(LOOP_SI_SNR_DB))  # 22.05 kHz levels
+    assert old.hops == (8, 32, 128) and old.sample_rate == 22050
     with pytest.raises(InputError, match="no audio levels"):
         MultiLevelAudioTokenizer.from_levels([])

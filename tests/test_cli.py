@@ -176,12 +176,12 @@ def test_info_without_a_name_lists_the_presets(capsys):
 @pytest.mark.parametrize(
     "command, needles",
     [
-        ("encode", ["image-small", "audio-hop32", "video-small", "--overwrite"]),
+        ("encode", ["image-f8", "music44-hop32", "video-small", "--overwrite"]),
         ("decode", ["audio-hop128", "--overwrite"]),
         ("info", ["audio-hop8", "video-small"]),
-        ("prep", ["(default: 256)", "(default: parquet)", "(default: 8)", "(default: image-small)",
-                  "(default: audio-hop32)", "audio-hop8"]),
-        ("demo", ["(default: mmtok-demo)", "image-small"]),
+        ("prep", ["(default: 256)", "(default: parquet)", "(default: 8)", "image-f8",
+                  "music44-hop32", "audio-hop8", "music44-hop8,music44-hop32,music44-hop128"]),
+        ("demo", ["(default: mmtok-demo)", "image-f8"]),
     ],
 )  # fmt: skip
 def test_help_shows_defaults_and_preset_names(capsys, command, needles):

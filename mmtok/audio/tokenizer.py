@@ -340,13 +340,13 @@ class MultiLevelAudioTokenizer(nn.Module):
     def from_levels(
         cls, names: Sequence[str | os.PathLike] | None = None
     ) -> MultiLevelAudioTokenizer:
-        """One level per preset name / checkpoint folder in ``names`` (default: every bundled
-        audio preset, e.g. ``audio-hop8``, ``audio-hop32``, ``audio-hop128``: Jukebox's three
-        levels)."""
+        """One level per preset name / checkpoint folder in ``names`` (default: the bundled
+        44.1 kHz Jukebox levels ``mmtok.presets.MUSIC_LEVELS``: ``music44-hop8``,
+        ``music44-hop32``, ``music44-hop128``)."""
         if names is None:
-            from mmtok.presets import PRESETS, list_presets
+            from mmtok.presets import MUSIC_LEVELS, list_presets
 
-            names = [n for n in list_presets() if PRESETS[n].modality == "audio"]
+            names = [n for n in MUSIC_LEVELS if n in list_presets()]
         if not names:
             raise InputError("no audio levels: name presets or checkpoint folders")
         return cls([AudioTokenizer.from_pretrained(n) for n in names])
