@@ -181,7 +181,7 @@ def cmd_prep(args: argparse.Namespace) -> None:
     tokenizers = {m: getattr(args, f"{m}_tokenizer") for m in ("image", "audio", "video")}
     job = PrepJob(args.inputs, args.output, {m: t for m, t in tokenizers.items() if t},
                   args.format, args.shard_size, args.workers, args.batch_size, args.engine,
-                  args.ray_address)  # fmt: skip
+                  args.ray_address, args.vocab)  # fmt: skip
     meta = run_prep(job)
     print(
         f"files {meta['files']}  failures {meta['failures']}  tokens {meta['tokens']}  "
@@ -263,8 +263,11 @@ def _add_prep(sub: argparse._SubParsersAction) -> None:
     for m in ("image", "audio", "video"):
         levels = "; or comma-separated audio levels, e.g. audio-hop8,audio-hop32,audio-hop128"
         pr.add_argument(f"--{m}-tokenizer", help=f"preset ({_presets(m)}) or checkpoint folder "
-                        f"for {m} files (default: {default_preset(m)})"
-                        + (levels if m == "audio" else ""))  # fmt: skip
+                        f"for {m} files (default, when no tokenizer is named: "
+                        f"{default_preset(m)})" + (levels if m == "audio" else ""))  # fmt: skip
+    pr.add_argument("--vocab", help="vocab.json of an existing dataset: prep more of it in the "
+                    "same ids (its tokenizers serve the modalities not named; a mismatch is an "
+                    "error)")  # fmt: skip
     pr.add_argument("--format", default="parquet", choices=["parquet", "webdataset"],
                     help="shard format")  # fmt: skip
     pr.add_argument("--shard-size", type=int, default=256, help="items per shard")

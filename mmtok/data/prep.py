@@ -5,7 +5,8 @@ on every run. Media is decoded in worker processes (``workers``) while the main 
 encodes (``engine="ray"``: both on a Ray cluster, see ``mmtok.data.ray_engine``); each shard
 is written to a temp file and renamed, after its failure and stats sidecars, so a restart
 skips finished shards and neither duplicates nor loses an item. Bad files go to
-``failures.jsonl`` with the reason and the job goes on.
+``failures.jsonl`` with the reason and the job goes on. The tokenizers and the vocabulary
+come from ``mmtok.data.encoders``: they depend on the tokenizers named, never on the files.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from mmtok.data.encoders import (
+    Encoder,
+    build_vocabulary,
+    check_covered,
+    load_encoders,
+    reuse_check,
+    tokenizer_names,
+)
 from mmtok.data.manifest import Item, collect
 from mmtok.data.shards import FORMATS, WRITERS, shard_path
 from mmtok.data.vocab import Vocabulary
@@ -34,13 +43,14 @@ from mmtok.errors import InputError, MmtokError
 from mmtok.fileutil import atomic_path, make_dir
 from mmtok.media import MediaSpec, duration_s, read_spec
 
-DEFAULT_TOKENIZERS: dict[str, str] = {}  # modality -> preset; filled from presets at run time
 ENGINES = ("local", "ray")
 
 
 @dataclass
 class PrepJob:
-    """One prep run. tokenizers: modality -> preset name or checkpoint folder.
+    """One prep run. tokenizers: modality -> preset name or checkpoint folder (none: every
+    modality's default preset). vocab: an existing ``vocab.json`` whose ids this job must
+    reproduce (its tokenizers are used for the modalities ``tokenizers`` does not name).
 
     engine: "local" (``workers`` decoding processes on this machine) or "ray" (Ray Data;
     ``workers`` tokenizer actors). ray_address: the cluster to join (None: Ray's default,
@@ -57,51 +67,17 @@ class PrepJob:
     batch_size: int = 8
     engine: str = "local"
     ray_address: str | None = None
+    vocab: str | None = None
 
 
-@dataclass
-class Encoder:
-    """The tokenizer levels of one modality and the vocabulary ranges they map to."""
-
-    name: str
-    levels: list  # list[Tokenizer], coarse to fine as the wrapper orders them
-    spec: MediaSpec
-
-
-def _load_encoders(job: PrepJob, modalities: set[str]) -> dict[str, Encoder]:
-    from mmtok.presets import default_preset
-
-    out = {}
-    for modality in sorted(modalities):
-        name = job.tokenizers.get(modality) or default_preset(modality)
-        if name is None:
-            raise InputError(f"no tokenizer for {modality} inputs: pass --{modality}-tokenizer")
-        levels = _load_levels(name)
-        out[modality] = Encoder(name, levels, MediaSpec.of(levels[0]))
-    return out
-
-
-def _load_levels(name: str) -> list:
-    """The tokenizer of a preset / checkpoint folder; or audio levels (by hop): of a
-    ``MultiLevelAudioTokenizer.save_pretrained`` folder (``hop*/`` checkpoints), or of a
-    comma-separated list of presets / folders (``audio-hop8,audio-hop32,audio-hop128``)."""
-    from mmtok.audio.tokenizer import MultiLevelAudioTokenizer
-    from mmtok.checkpoint import load_pretrained
-
-    path = Path(name)
-    if "," in name and not path.exists():  # a folder may have a comma in its name
-        return list(MultiLevelAudioTokenizer.from_levels(name.split(",")).levels)
-    if not (path / "config.json").exists() and any(path.glob("hop*/config.json")):
-        return list(MultiLevelAudioTokenizer.from_pretrained(path).levels)
-    model = load_pretrained(name)
-    return list(getattr(model, "levels", [model]))
-
-
-def _vocabulary(encoders: dict[str, Encoder]) -> Vocabulary:
-    return Vocabulary.build([
-        (m, e.name, t.fingerprint(), i, t.codebook_size, t.num_codebooks)
-        for m, e in encoders.items() for i, t in enumerate(e.levels)
-    ])  # fmt: skip
+def _job_encoders(job: PrepJob) -> tuple[dict[str, Encoder], Vocabulary]:
+    """The job's tokenizers and vocabulary, checked against ``job.vocab`` when given."""
+    reuse = Vocabulary.load(job.vocab) if job.vocab else None
+    encoders = load_encoders(tokenizer_names(job.tokenizers, reuse))
+    vocab = build_vocabulary(encoders)
+    if reuse is not None:
+        reuse_check(job.vocab, reuse, vocab)
+    return encoders, vocab
 
 
 def _decode(task: tuple[Item, MediaSpec]) -> tuple[Item, np.ndarray | None, str | None]:
@@ -264,7 +240,8 @@ def _row_from_tokens(item: Item, x: torch.Tensor, enc: Encoder, vocab: Vocabular
     sp = vocab.specials
     parts = [np.array([sp[f"<{item.modality}>"]])]
     for level, (tok, flat) in enumerate(zip(enc.levels, flats, strict=True)):
-        parts.append(flat.numpy() + vocab.range_of(tok.fingerprint(), level).offset)
+        offsets = vocab.offsets(tok.fingerprint(), level)  # [Q]; flat holds Q codes a position
+        parts.append(flat.numpy() + np.tile(offsets, flat.numel() // offsets.size))
     parts.append(np.array([sp[f"</{item.modality}>"]]))
     tokens = np.concatenate(parts).astype(vocab.dtype())
     return {
@@ -325,8 +302,8 @@ def plan_job(job: PrepJob) -> Plan:
     items = collect(job.inputs)
     if not items:
         raise InputError(f"no media found in {job.inputs}")
-    encoders = _load_encoders(job, {it.modality for it in items})
-    vocab = _vocabulary(encoders)
+    encoders, vocab = _job_encoders(job)
+    check_covered(items, encoders)
     out = make_dir(job.out_dir, "prep output folder")  # only once the job is known to be sound
     _check_plan(out, _plan_record(job, items, encoders, vocab),
                 _legacy_digest(job, items, vocab))  # fmt: skip

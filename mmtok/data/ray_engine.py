@@ -21,17 +21,9 @@ import json
 import numpy as np
 import pyarrow as pa
 
+from mmtok.data.encoders import build_vocabulary, load_encoders
 from mmtok.data.manifest import Item
-from mmtok.data.prep import (
-    Plan,
-    PrepJob,
-    ShardBook,
-    _batches,
-    _decode,
-    _encode_group,
-    _load_encoders,
-    _vocabulary,
-)
+from mmtok.data.prep import Plan, PrepJob, ShardBook, _batches, _decode, _encode_group
 from mmtok.errors import InputError
 from mmtok.media import MediaSpec
 
@@ -64,12 +56,12 @@ def _decode_row(row: dict, specs: dict[str, MediaSpec]) -> dict:
 class _EncodeActor:
     """Ray actor: holds the job's tokenizers; a batch of decoded items -> serialised rows."""
 
-    def __init__(self, job: PrepJob, modalities: list[str], vocab: dict) -> None:
-        self.encoders = _load_encoders(job, set(modalities))
-        self.vocab = _vocabulary(self.encoders)
+    def __init__(self, job: PrepJob, names: dict[str, str], vocab: dict) -> None:
+        self.encoders = load_encoders(names)
+        self.vocab = build_vocabulary(self.encoders)
         if self.vocab.to_json() != vocab:
             raise InputError(f"a Ray worker loaded other tokenizers than the driver for "
-                             f"{job.tokenizers}: a checkpoint folder must hold the same "
+                             f"{names}: a checkpoint folder must hold the same "
                              "weights at the same path on every node")  # fmt: skip
         self.batch_size = job.batch_size
 
@@ -107,10 +99,9 @@ def _pipeline(ray, job: PrepJob, plan: Plan, items: list[Item]):  # noqa: ANN001
     # the actors, so files decode in tasks on every free CPU while `workers` actors encode.
     ds = ds.map(_decode_row, fn_kwargs={"specs": specs}, num_cpus=1, max_calls=_DECODE_CALLS)
     names = {m: e.name for m, e in plan.encoders.items()}  # defaults resolved once, here
-    actor_job = dataclasses.replace(job, tokenizers=names)
     return ds.map_batches(
         _EncodeActor,
-        fn_constructor_args=(actor_job, sorted(names), plan.vocab.to_json()),
+        fn_constructor_args=(job, names, plan.vocab.to_json()),
         batch_size=job.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=max(1, job.workers)),

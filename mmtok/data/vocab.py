@@ -1,14 +1,17 @@
 """One token vocabulary over every tokenizer of a dataset.
 
-Layout (``vocab.json``, format ``mmtok.vocab/1``): special tokens first (pad, bos, eos, mask,
-then a begin/end marker per modality), then one contiguous id range per (tokenizer, level)
-at a recorded offset. A dataset row's ``tokens`` are ``<modality> level_0 ... level_n
-</modality>`` with each level's flattened ids (``Tokens.flatten()``: raster order over the
-grid, the Q codes of one position adjacent) shifted by that level's offset.
+Layout (``vocab.json``, format ``mmtok.vocab/2``): special tokens first (pad, bos, eos, mask,
+then a begin/end marker per modality), then one contiguous id range per (tokenizer, level,
+code stream) at a recorded offset: a residual-VQ level with Q streams gets Q ranges, so a
+sequence model can tell the streams apart. A dataset row's media segment is ``<modality>
+level_0 ... level_n </modality>`` with each level's flattened ids (``Tokens.flatten()``:
+raster order over the grid, the Q codes of one position adjacent), code ``c`` of stream ``q``
+written as ``offset(level, q) + c``.
 
-Offsets are assigned in a fixed order (modality image, audio, video; then level order), so
-the same tokenizers always give the same vocabulary; an existing vocab.json is reused and a
-mismatch is an error rather than a silent renumbering.
+Offsets depend only on the tokenizers (assigned in a fixed order: modality image, audio,
+video; then level, then stream), never on which files a folder holds, so datasets prepped
+separately with the same tokenizers share their ids; ``Vocabulary.differences`` names what
+differs when they do not.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
 from mmtok.errors import InputError
-from mmtok.fileutil import atomic_path
+from mmtok.fileutil import atomic_path, require_file
 
-VOCAB_FORMAT = "mmtok.vocab/1"
+VOCAB_FORMAT = "mmtok.vocab/2"
+_OLD_FORMAT = "mmtok.vocab/1"  # one range per level (Q streams shared it); no stream field
 MODALITIES = ("image", "audio", "video")
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<mask>"] + [
     f"<{t}{m}>" for m in MODALITIES for t in ("", "/")
@@ -31,21 +34,38 @@ SPECIALS = ["<pad>", "<bos>", "<eos>", "<mask>"] + [
 
 
 @dataclass(frozen=True)
+class LevelSpec:
+    """What the vocabulary needs of one tokenizer level."""
+
+    modality: str
+    tokenizer: str  # preset name or checkpoint path (as the user named it)
+    fingerprint: str  # config + weights hash of that level
+    level: int
+    size: int  # K: codes of each stream are in [0, K)
+    num_codebooks: int  # Q streams, adjacent per position in the flattened order
+
+
+@dataclass(frozen=True)
 class LevelRange:
-    """Ids ``[offset, offset + size)`` hold codes ``[0, size)`` of one tokenizer level."""
+    """Ids ``[offset, offset + size)`` hold codes ``[0, size)`` of stream ``stream`` of one
+    tokenizer level."""
 
     modality: str
     tokenizer: str  # preset name or checkpoint path
-    fingerprint: str  # config + weights hash of that tokenizer
+    fingerprint: str  # config + weights hash of that tokenizer level
     level: int
+    stream: int  # code stream q in [0, num_codebooks)
     offset: int
     size: int  # codebook size K
-    num_codebooks: int  # Q streams, adjacent per position in the flattened order
+    num_codebooks: int  # Q streams of the level, adjacent per position in the flattened order
+
+    def where(self) -> str:
+        return f"{self.modality} level {self.level} stream {self.stream}"
 
 
 @dataclass
 class Vocabulary:
-    """Special tokens + per-level ranges; ``size`` is the total number of ids."""
+    """Special tokens + per-(level, stream) ranges; ``size`` is the total number of ids."""
 
     ranges: list[LevelRange]
 
@@ -64,21 +84,49 @@ class Vocabulary:
                 return np.dtype(dt)
         return np.dtype(np.int64)
 
-    def range_of(self, fingerprint: str, level: int) -> LevelRange:
-        for r in self.ranges:
-            if r.fingerprint == fingerprint and r.level == level:
-                return r
-        raise InputError(f"vocabulary has no range for tokenizer {fingerprint} level {level}")
+    def offsets(self, fingerprint: str, level: int) -> np.ndarray:
+        """int64 ``[Q]``: the offset of each code stream of one tokenizer level."""
+        found = sorted((r.stream, r.offset) for r in self.ranges
+                       if r.fingerprint == fingerprint and r.level == level)  # fmt: skip
+        if not found:
+            raise InputError(f"vocabulary has no range for tokenizer {fingerprint} level {level}")
+        return np.array([offset for _, offset in found], dtype=np.int64)
+
+    def tokenizers(self) -> dict[str, str]:
+        """modality -> tokenizer name, as recorded (what ``--vocab`` reuses)."""
+        return {r.modality: r.tokenizer for r in self.ranges}
 
     @classmethod
-    def build(cls, levels: list[tuple[str, str, str, int, int, int]]) -> Vocabulary:
-        """``levels``: (modality, name, fingerprint, level, K, Q) in any order."""
-        order = sorted(levels, key=lambda v: (MODALITIES.index(v[0]), v[1], v[3]))
+    def build(cls, levels: list[LevelSpec]) -> Vocabulary:
+        """Ranges for ``levels`` (in any order): Q ranges of K ids per level, in the fixed
+        order modality, tokenizer name, level, stream, after the specials."""
+        order = sorted(levels, key=lambda v: (MODALITIES.index(v.modality), v.tokenizer, v.level))
         ranges, offset = [], len(SPECIALS)
-        for modality, name, fp, level, k, q in order:
-            ranges.append(LevelRange(modality, name, fp, level, offset, k, q))
-            offset += k
+        for v in order:
+            for q in range(v.num_codebooks):
+                ranges.append(LevelRange(v.modality, v.tokenizer, v.fingerprint, v.level, q,
+                                         offset, v.size, v.num_codebooks))  # fmt: skip
+                offset += v.size
         return cls(ranges)
+
+    def differences(self, other: Vocabulary) -> list[str]:
+        """What ``other`` (e.g. a reused vocab.json) has that this one does not, per range."""
+        mine = {(r.modality, r.level, r.stream): r for r in self.ranges}
+        theirs = {(r.modality, r.level, r.stream): r for r in other.ranges}
+        out = []
+        for key in sorted(mine.keys() | theirs.keys(), key=lambda k: (MODALITIES.index(k[0]),
+                                                                     *k[1:])):  # fmt: skip
+            a, b = mine.get(key), theirs.get(key)
+            if a is None or b is None:
+                r = a or b
+                side = "this job" if a else "the vocabulary"
+                out.append(f"{r.where()} ({r.tokenizer!r}) only in {side}")
+            elif (a.fingerprint, a.size, a.offset) != (b.fingerprint, b.size, b.offset):
+                out.append(f"{a.where()}: {b.tokenizer!r} fingerprint {b.fingerprint}, "
+                           f"{b.size} codes at {b.offset} in the vocabulary; {a.tokenizer!r} "
+                           f"fingerprint {a.fingerprint}, {a.size} codes at {a.offset} "
+                           "in this job")  # fmt: skip
+        return out
 
     def to_json(self) -> dict:
         return {
@@ -87,7 +135,8 @@ class Vocabulary:
             "dtype": self.dtype().name,
             "specials": self.specials,
             "ranges": [asdict(r) for r in self.ranges],
-            "row_layout": "<modality> level_0 ... level_n </modality>, level ids + offset",
+            "row_layout": "<modality> level_0 ... level_n </modality>; code c of stream q of "
+            "a level is id offset(level, q) + c",
             "flatten_order": "raster over the grid (t, then h, then w); Q codes adjacent",
         }
 
@@ -97,7 +146,24 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocabulary:
-        data = json.loads(Path(path).read_text())
-        if data.get("format") != VOCAB_FORMAT:
-            raise InputError(f"{str(path)!r}: not a {VOCAB_FORMAT} file")
-        return cls([LevelRange(**r) for r in data["ranges"]])
+        """Read a vocab.json; InputError naming the path when it is not one. A
+        ``mmtok.vocab/1`` file is read as the same layout when every level has one stream."""
+        p = require_file(path, "vocabulary")
+        try:
+            data = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"vocabulary {str(p)!r} is not JSON: {e}") from None
+        fmt = data.get("format") if isinstance(data, dict) else None
+        if fmt not in (VOCAB_FORMAT, _OLD_FORMAT):
+            raise InputError(f"vocabulary {str(p)!r}: format {fmt!r}, expected {VOCAB_FORMAT!r}")
+        ranges = data.get("ranges")
+        if fmt == _OLD_FORMAT:
+            if any(r.get("num_codebooks") != 1 for r in ranges):
+                raise InputError(f"vocabulary {str(p)!r} ({_OLD_FORMAT}) shares one range "
+                                 "between the code streams of a residual-VQ level; "
+                                 "it cannot be reused: prep into a new dataset")  # fmt: skip
+            ranges = [{**r, "stream": 0} for r in ranges]
+        try:
+            return cls([LevelRange(**r) for r in ranges])
+        except TypeError as e:
+            raise InputError(f"vocabulary {str(p)!r}: bad range ({e})") from None

@@ -1,0 +1,99 @@
+"""The tokenizers of a prep job and the vocabulary they define.
+
+Which tokenizers a job uses depends only on what it names, never on the files it reads:
+the tokenizers named per modality; with none named, every modality's default preset; with a
+reused ``vocab.json`` (``--vocab``), the tokenizers it records for the modalities not named.
+An input whose modality has no tokenizer is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmtok.data.manifest import Item
+from mmtok.data.vocab import MODALITIES, LevelSpec, Vocabulary
+from mmtok.errors import InputError
+from mmtok.media import MediaSpec, a_or_an
+
+
+@dataclass
+class Encoder:
+    """The tokenizer levels of one modality (coarse to fine as the wrapper orders them)."""
+
+    name: str
+    levels: list  # list[Tokenizer]
+    spec: MediaSpec
+
+
+def tokenizer_names(named: dict[str, str], reuse: Vocabulary | None = None) -> dict[str, str]:
+    """modality -> preset / checkpoint of a job (see the module docstring)."""
+    from mmtok.presets import default_preset
+
+    unknown = sorted(set(named) - set(MODALITIES))
+    if unknown:
+        raise InputError(f"tokenizers: unknown modality {unknown[0]!r} (expected one of "
+                         f"{list(MODALITIES)})")  # fmt: skip
+    if reuse is not None:
+        return {**reuse.tokenizers(), **named}
+    if named:
+        return dict(named)
+    return {m: name for m in MODALITIES if (name := default_preset(m)) is not None}
+
+
+def load_levels(name: str) -> list:
+    """The tokenizer of a preset / checkpoint folder; or audio levels (by hop): of a
+    ``MultiLevelAudioTokenizer.save_pretrained`` folder (``hop*/`` checkpoints), or of a
+    comma-separated list of presets / folders (``audio-hop8,audio-hop32,audio-hop128``)."""
+    from mmtok.audio.tokenizer import MultiLevelAudioTokenizer
+    from mmtok.checkpoint import load_pretrained
+
+    path = Path(name)
+    if "," in name and not path.exists():  # a folder may have a comma in its name
+        return list(MultiLevelAudioTokenizer.from_levels(name.split(",")).levels)
+    if not (path / "config.json").exists() and any(path.glob("hop*/config.json")):
+        return list(MultiLevelAudioTokenizer.from_pretrained(path).levels)
+    model = load_pretrained(name)
+    return list(getattr(model, "levels", [model]))
+
+
+def load_encoders(names: dict[str, str]) -> dict[str, Encoder]:
+    """Load every named tokenizer; InputError when one is of another modality."""
+    out = {}
+    for modality in sorted(names, key=MODALITIES.index):
+        levels = load_levels(names[modality])
+        got = getattr(levels[0], "modality", None)
+        if got != modality:
+            raise InputError(f"{modality} tokenizer {names[modality]!r} is {a_or_an(str(got))} "
+                             "tokenizer")  # fmt: skip
+        out[modality] = Encoder(names[modality], levels, MediaSpec.of(levels[0]))
+    return out
+
+
+def build_vocabulary(encoders: dict[str, Encoder]) -> Vocabulary:
+    return Vocabulary.build([
+        LevelSpec(m, e.name, t.fingerprint(), i, t.codebook_size, t.num_codebooks)
+        for m, e in encoders.items() for i, t in enumerate(e.levels)
+    ])  # fmt: skip
+
+
+def check_covered(items: list[Item], encoders: dict[str, Encoder]) -> None:
+    """InputError when an input's modality has no tokenizer in the job."""
+    missing = Counter(it.modality for it in items if it.modality not in encoders)
+    if missing:
+        modality, n = missing.most_common(1)[0]
+        example = next(it.path for it in items if it.modality == modality)
+        have = ", ".join(f"{m}={e.name}" for m, e in encoders.items()) or "none"
+        hint = (f"name one with --{modality}-tokenizer" if modality in MODALITIES
+                else f"modality must be one of {list(MODALITIES)}")  # fmt: skip
+        raise InputError(f"{n} {modality} input(s) (e.g. {example!r}) but the job has no "
+                         f"{modality} tokenizer (it has: {have}); {hint}")  # fmt: skip
+
+
+def reuse_check(path: str, reuse: Vocabulary, vocab: Vocabulary) -> None:
+    """InputError naming each range where the job's vocabulary differs from ``path``'s."""
+    diffs = vocab.differences(reuse)
+    if diffs:
+        raise InputError(f"--vocab {path!r}: this job's tokenizers give other ids: "
+                         f"{'; '.join(diffs)}")  # fmt: skip
