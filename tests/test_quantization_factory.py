@@ -61,7 +61,7 @@ def _recipe(tmp_path, modality: str, model: dict) -> str:
 def test_each_option_builds_from_a_recipe(tmp_path, modality, case):
     model, expected = CASES[case]
     cfg = load_config(_recipe(tmp_path, modality, model))
-    quantizer = build_model(cfg.model).quantizer
+    quantizer = build_model(cfg.model.modality, cfg.model.args).quantizer
     assert to_spec(quantizer) == to_spec(expected())
     # the recipe written back (as the trainer does) loads to the same model arguments
     (tmp_path / "again.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
@@ -99,4 +99,5 @@ def test_every_factory_takes_the_same_quantizer_arguments():
 )
 def test_bad_options_raise_config_errors(tmp_path, model, match):
     with pytest.raises(ConfigError, match=match):
-        build_model(load_config(_recipe(tmp_path, "image", model)).model)
+        cfg = load_config(_recipe(tmp_path, "image", model))
+        build_model(cfg.model.modality, cfg.model.args)

@@ -32,4 +32,4 @@ def test_recipe_builds_the_bundled_preset_architecture(name):
     cfg = load_config(_recipe(name), [])
     assert cfg.model.modality == PRESETS[name].modality
     # rebuilt from its config, the bundled model gains arguments added since with their defaults
-    assert to_spec(build_model(cfg.model)) == to_spec(build(bundled))
+    assert to_spec(build_model(cfg.model.modality, cfg.model.args)) == to_spec(build(bundled))

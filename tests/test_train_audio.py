@@ -205,6 +205,11 @@ def test_tiny_run_resumes_exactly_and_reports_heldout_metrics(manifest, tmp_path
     assert report.total_codes == 16 and 0 < report.used_codes <= 16
     assert report.token_rate == RATE / 8 and report.bitrate == RATE / 8 * math.log2(16)
     assert "SI-SNR" in report.text()
+    from mmtok.train.heldout import main as heldout_cli  # python -m mmtok.train.audio
+
+    args = [str(tmp_path / "a/final"), "--recipe", str(tmp_path / "a.yaml")]
+    assert heldout_cli("audio", [*args, "--json", str(tmp_path / "heldout.json")]) == 0
+    assert json.loads((tmp_path / "heldout.json").read_text())["si_snr_db"] == report.si_snr_db
 
     plot_examples([x[0]], [y[0]], tmp_path / "rec.png", AudioSpec(RATE, 1))
     assert (tmp_path / "rec.png").stat().st_size > 1000
@@ -238,7 +243,7 @@ def test_shipped_recipes_load_and_fit_5_mb():
     for hop in (8, 32, 128):
         cfg = load_config(REPO / f"recipes/audio_hop{hop}.yaml")
         assert cfg.model.modality == "audio" and cfg.data.crop >= 2048
-        tok = build_model(cfg.model)
+        tok = build_model(cfg.model.modality, cfg.model.args)
         assert tok.hop == hop and tok.sample_rate == 22050 and tok.channels == 1
         size = sum(v.numel() * v.element_size() for v in tok.state_dict().values())
         assert size <= 5_000_000

@@ -148,7 +148,7 @@ def test_ssim_against_a_slow_reference():
 def test_shipped_recipe_loads_and_fits_5_mb():
     cfg = load_config(REPO / "recipes/video_small.yaml")
     assert cfg.model.modality == "video" and cfg.data.crop == 64
-    tok = build_model(cfg.model)
+    tok = build_model(cfg.model.modality, cfg.model.args)
     assert tok.clip_frames == 16 and tok.fps and tok.downsample == (4, 4, 4)
     size = sum(v.numel() * v.element_size() for v in tok.state_dict().values())
     assert size <= 5_000_000

@@ -1,6 +1,6 @@
 """Codebook health metrics, computed as tensors so a forward pays one host sync at the end.
 
-Legend: K codebook size, M vectors in the batch.
+Legend: K codebook size, M vectors in the batch, Q codebooks (streams), N tokens.
 Perplexity = exp(entropy of the batch code distribution): K for perfectly uniform use, 1 for
 collapse (Jukebox ``vqvae/bottleneck.py`` logs the same family of numbers).
 """
@@ -38,3 +38,10 @@ def to_host(metrics: dict[str, Tensor]) -> dict[str, float]:
 def usage_fraction(histogram: Tensor) -> float:
     """Fraction of codes hit at least once in a running usage histogram ``[K]``."""
     return float((histogram > 0).float().mean())
+
+
+def add_code_hits(hits: Tensor | None, ids: Tensor, codebook_size: int) -> Tensor:
+    """``hits`` (``[Q, K]`` counts, or None) plus the counts of ``ids`` ``[Q, N]`` (held-out
+    codebook usage accumulated over clips)."""
+    counts = torch.stack([torch.bincount(i, minlength=codebook_size) for i in ids])
+    return counts if hits is None else hits + counts

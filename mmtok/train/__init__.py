@@ -13,7 +13,7 @@ from typing import Any
 
 _EXPORTS = {
     "Config": "config",
-    "DataConfig": "config",
+    "DataConfig": "data",
     "ModelConfig": "config",
     "TrainConfig": "config",
     "load_config": "config",

@@ -29,7 +29,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -41,12 +40,9 @@ from mmtok.audio.losses import FFT_SIZES, linf_loss, mel_loss, stft_loss
 from mmtok.audio.tokenizer import DEFAULT_SAMPLE_RATE, AudioTokenizer
 from mmtok.errors import ConfigError
 from mmtok.metrics import MEL_BANDS, MEL_FFT_SIZES, log_mel_l1, mel_distance, si_snr, snr
-from mmtok.train.data import Key, key_generator, list_files
-from mmtok.train.heldout import add_code_hits, heldout_main
+from mmtok.quantization.metrics import add_code_hits
+from mmtok.train.data import DataConfig, Key, key_generator, list_files
 from mmtok.train.losses import LossFn, register_loss, register_tokenizer_loss
-
-if TYPE_CHECKING:
-    from mmtok.train.config import DataConfig
 
 SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 MIN_CROP = max(FFT_SIZES)  # the spectral losses need crops longer than their largest FFT / 2
@@ -285,9 +281,7 @@ def evaluate_heldout(tok: AudioTokenizer, cfg: DataConfig) -> HeldoutReport:
     )  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return heldout_main(argv, "audio", "recipes/audio_hop32.yaml", evaluate_heldout)
+if __name__ == "__main__":  # the held-out CLI (mmtok.train.heldout loads the recipe)
+    from mmtok.train.heldout import main
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main("audio"))

@@ -25,6 +25,9 @@ from typing import Any, Literal
 import yaml
 
 from mmtok.errors import ConfigError
+from mmtok.train.data import DataConfig
+from mmtok.train.losses import available_losses
+from mmtok.train.modalities import MODALITIES
 
 CLI = "the command line"
 SECTIONS = ("model", "data", "train", "loss")
@@ -36,23 +39,6 @@ class ModelConfig:
 
     modality: str = "image"
     args: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class DataConfig:
-    """Where training samples come from and how they are cut (pixels for images)."""
-
-    manifest: str = "data/images/manifest.jsonl"  # manifest.jsonl, or a folder of files
-    split: str = "train"  # manifest split used for training
-    eval_split: str = "heldout"  # manifest split used for held-out metrics
-    crop: int = 64  # random training crops of crop x crop
-    resize: int | None = None  # short side resized to this before cropping (None: as stored)
-    flip: bool = True  # random horizontal flips
-    repeats: int = 1  # crops per file per epoch
-    batch_size: int = 16  # global batch (split evenly over the processes)
-    workers: int = 0  # DataLoader worker processes per rank
-    eval_size: int | None = 256  # held-out files: short side to this + centre crop (None: as is)
-    eval_max: int = 16  # at most this many held-out files
 
 
 @dataclass
@@ -288,8 +274,6 @@ def _section(cls: type, raw: Any, name: str, origins: Origins) -> Any:
 
 
 def _model_section(raw: Any, origins: Origins) -> ModelConfig:
-    from mmtok.train.modalities import MODALITIES
-
     source = origins.get("model", "defaults")
     if not isinstance(raw, Mapping):
         raise ConfigError(f"model in {source}: expected a mapping of keys, got {raw!r:.80}")
@@ -312,8 +296,6 @@ def _model_section(raw: Any, origins: Origins) -> ModelConfig:
 
 
 def _loss_section(raw: Any, modality: str, origins: Origins) -> dict[str, float]:
-    from mmtok.train.losses import available_losses
-
     weights = check_type(raw, dict[str, float], "loss", origins.get("loss", "defaults"))
     known = available_losses(modality)
     for name in weights:

@@ -1,4 +1,5 @@
-"""Training data plumbing shared by every modality: file lists and a resumable batch plan.
+"""Training data plumbing shared by every modality: the recipe's data section (``DataConfig``),
+file lists and a resumable batch plan.
 
 A data source is a ``manifest.jsonl`` (one JSON object per line with ``path`` (relative to the
 manifest's folder, or absolute) and ``split``) or a folder of media files. In a folder, files
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,6 +30,23 @@ from mmtok.errors import ConfigError
 
 Key = tuple[int, int]  # (epoch, sample index)
 HELDOUT_EVERY = 10
+
+
+@dataclass
+class DataConfig:
+    """Where training samples come from and how they are cut (pixels for images)."""
+
+    manifest: str = "data/images/manifest.jsonl"  # manifest.jsonl, or a folder of files
+    split: str = "train"  # manifest split used for training
+    eval_split: str = "heldout"  # manifest split used for held-out metrics
+    crop: int = 64  # random training crops of crop x crop
+    resize: int | None = None  # short side resized to this before cropping (None: as stored)
+    flip: bool = True  # random horizontal flips
+    repeats: int = 1  # crops per file per epoch
+    batch_size: int = 16  # global batch (split evenly over the processes)
+    workers: int = 0  # DataLoader worker processes per rank
+    eval_size: int | None = 256  # held-out files: short side to this + centre crop (None: as is)
+    eval_max: int = 16  # at most this many held-out files
 
 
 def key_generator(seed: int, epoch: int, index: int) -> torch.Generator:

@@ -1,34 +1,34 @@
-"""Pieces shared by the modalities' held-out evaluations (``python -m mmtok.train.<modality>``).
+"""The held-out CLIs of the modalities: ``python -m mmtok.train.audio PRESET_OR_DIR`` and
+``python -m mmtok.train.video ...`` end up here.
 
-Legend: Q codebooks (streams), N tokens, K codebook size.
+This module loads recipes (``mmtok.train.config``) and imports the modality modules for their
+``evaluate_heldout``; the modality modules do not import it (only their ``__main__`` blocks
+do), so the training imports stay one-way: config -> modalities -> <modality> -> data.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor
+from mmtok.checkpoint import load_pretrained
+from mmtok.train import audio, video
+from mmtok.train.config import load_config
+
+# modality -> (evaluate(tokenizer, data config) -> report with .text(), default recipe)
+HELDOUT: dict[str, tuple[Callable[[Any, Any], Any], str]] = {
+    "audio": (audio.evaluate_heldout, "recipes/audio_hop32.yaml"),
+    "video": (video.evaluate_heldout, "recipes/video_small.yaml"),
+}
 
 
-def add_code_hits(hits: Tensor | None, ids: Tensor, codebook_size: int) -> Tensor:
-    """``hits`` (``[Q, K]`` counts, or None) plus the counts of ``ids`` ``[Q, N]``."""
-    counts = torch.stack([torch.bincount(i, minlength=codebook_size) for i in ids])
-    return counts if hits is None else hits + counts
-
-
-def heldout_main(argv: Sequence[str] | None, modality: str, default_recipe: str,
-                 evaluate: Callable[[Any, Any], Any]) -> int:  # fmt: skip
-    """The held-out CLI of a modality: load a model, ``evaluate(tok, recipe data config)``,
-    print ``report.text()``, optionally write the report as JSON."""
-    import argparse
-
-    from mmtok.checkpoint import load_pretrained
-    from mmtok.train.config import load_config
-
+def main(modality: str, argv: Sequence[str] | None = None) -> int:
+    """The held-out CLI of ``modality``: load a model, evaluate it on the held-out files of a
+    recipe's data section, print ``report.text()``, optionally write the report as JSON."""
+    evaluate, default_recipe = HELDOUT[modality]
     p = argparse.ArgumentParser(
         prog=f"python -m mmtok.train.{modality}",
         description=f"Held-out metrics of a trained {modality} tokenizer.",

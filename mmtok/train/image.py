@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -19,10 +18,7 @@ from torch.utils.data import Dataset
 
 from mmtok.image.io import from_uint8, load_image, to_uint8
 from mmtok.tokenizer import Tokenizer
-from mmtok.train.data import Key, key_generator, list_files
-
-if TYPE_CHECKING:
-    from mmtok.train.config import DataConfig
+from mmtok.train.data import DataConfig, Key, key_generator, list_files
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 

@@ -3,14 +3,15 @@
 A recipe's ``model.modality`` picks an entry; the rest of its ``model`` section is passed to
 the entry's ``factory`` as keyword arguments (checked against its signature by the config).
 Each modality module (``mmtok.train.image``, ``video``, ``audio``) provides the entry's functions.
+Imports go one way: ``config`` -> ``modalities`` -> ``<modality>`` -> ``data`` / ``losses``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -19,10 +20,8 @@ from mmtok.audio.tokenizer import audio_tokenizer
 from mmtok.image.tokenizer import image_tokenizer
 from mmtok.tokenizer import Tokenizer
 from mmtok.train import audio, image, video
+from mmtok.train.data import DataConfig
 from mmtok.video.tokenizer import video_tokenizer
-
-if TYPE_CHECKING:
-    from mmtok.train.config import DataConfig, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ MODALITIES: dict[str, Modality] = {
 }  # fmt: skip
 
 
-def build_model(cfg: ModelConfig) -> Tokenizer:
-    """The tokenizer of ``cfg.modality`` built by its factory from ``cfg.args``."""
-    kwargs: dict[str, Any] = dict(cfg.args)
-    return MODALITIES[cfg.modality].factory(**kwargs)
+def build_model(modality: str, args: Mapping[str, Any]) -> Tokenizer:
+    """The tokenizer of ``modality`` built by its factory from the keyword arguments ``args``
+    (a recipe's ``model`` section: ``build_model(cfg.model.modality, cfg.model.args)``)."""
+    return MODALITIES[modality].factory(**dict(args))

@@ -140,7 +140,7 @@ class Trainer:
                               f"the {self.dist.world} processes")  # fmt: skip
         seed_everything(t.seed)
         self.modality = MODALITIES[cfg.model.modality]
-        self.model = build_model(cfg.model).to(self.dist.device)
+        self.model = build_model(cfg.model.modality, cfg.model.args).to(self.dist.device)
         self.spec = self.modality.spec(self.model)  # what the data needs from this model
         self.loss = TrainingLoss(cfg.loss, self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas,

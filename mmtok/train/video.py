@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -25,13 +24,10 @@ from torch.utils.data import Dataset
 from mmtok.errors import InputError
 from mmtok.image.io import from_uint8, to_uint8
 from mmtok.metrics import psnr, ssim
-from mmtok.train.data import Key, key_generator, list_files
-from mmtok.train.heldout import add_code_hits, heldout_main
+from mmtok.quantization.metrics import add_code_hits
+from mmtok.train.data import DataConfig, Key, key_generator, list_files
 from mmtok.video.io import load_video
 from mmtok.video.tokenizer import VideoTokenizer
-
-if TYPE_CHECKING:
-    from mmtok.train.config import DataConfig
 
 SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 EVAL_CLIPS = 3  # held-out clips per video, evenly spread over it
@@ -214,9 +210,7 @@ def evaluate_heldout(tok: VideoTokenizer, cfg: DataConfig) -> HeldoutReport:
     )  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return heldout_main(argv, "video", "recipes/video_small.yaml", evaluate_heldout)
+if __name__ == "__main__":  # the held-out CLI (mmtok.train.heldout loads the recipe)
+    from mmtok.train.heldout import main
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main("video"))
