@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 from pathlib import Path
@@ -268,3 +269,31 @@ def test_max_seconds_ends_the_run_with_a_final_model(tmp_path, data_dir) -> None
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step_00000001"]
     resumed = Trainer(load_config(recipe), resume="latest").fit()
     assert resumed.steps == 6
+
+
+def test_training_lists_every_file_prep_accepts(tmp_path):
+    """Training reads the suffixes of ``mmtok.media.SUFFIXES`` (one list for prep, the CLI and
+    training): .gif images, .opus and .m4a audio are listed, and an .opus file trains."""
+    import soundfile as sf
+
+    from mmtok.media import SUFFIXES as MEDIA
+    from mmtok.train.audio import AudioSpec, train_set
+    from mmtok.train.data import DataConfig
+
+    for modality in MEDIA:
+        folder = tmp_path / modality
+        (folder / "train").mkdir(parents=True)
+        for suffix in sorted(MEDIA[modality]):
+            (folder / "train" / f"f{suffix}").write_bytes(b"")
+        module = importlib.import_module(f"mmtok.train.{modality}")
+        listed = list_files(folder, "train", module.SUFFIXES)
+        assert {p.suffix for p in listed} == MEDIA[modality], modality
+
+    music = tmp_path / "music" / "train"
+    music.mkdir(parents=True)
+    t = np.arange(24000) / 48000
+    sf.write(music / "tone.opus", 0.3 * np.sin(2 * np.pi * 440 * t), 48000, format="OGG",
+             subtype="OPUS")  # fmt: skip
+    data = DataConfig(manifest=str(music.parent), crop=2048, eval_size=None)
+    crops = train_set(data, 0, AudioSpec(sample_rate=16000, channels=1))
+    assert crops[(0, 0)].shape == (1, 2048) and float(crops[(0, 0)].abs().max()) > 0.1

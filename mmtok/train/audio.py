@@ -39,12 +39,13 @@ from mmtok.audio.io import ClippingWarning, load_audio
 from mmtok.audio.losses import FFT_SIZES, linf_loss, mel_loss, stft_loss
 from mmtok.audio.tokenizer import DEFAULT_SAMPLE_RATE, AudioTokenizer
 from mmtok.errors import ConfigError
+from mmtok.media import SUFFIXES as MEDIA_SUFFIXES
 from mmtok.metrics import MEL_BANDS, MEL_FFT_SIZES, log_mel_l1, mel_distance, si_snr, snr
 from mmtok.quantization.metrics import add_code_hits
 from mmtok.train.data import DataConfig, Key, key_generator, list_files
 from mmtok.train.losses import LossFn, register_loss, register_tokenizer_loss
 
-SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+SUFFIXES = MEDIA_SUFFIXES["audio"]  # the files prep and the CLI accept
 MIN_CROP = max(FFT_SIZES)  # the spectral losses need crops longer than their largest FFT / 2
 
 

@@ -19,7 +19,7 @@ process would take, so R processes train on the same global batches, in the same
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +70,7 @@ def _manifest_files(path: Path, split: str) -> list[Path]:
     return files
 
 
-def _folder_files(path: Path, split: str, suffixes: Sequence[str]) -> list[Path]:
+def _folder_files(path: Path, split: str, suffixes: Collection[str]) -> list[Path]:
     def media(folder: Path) -> list[Path]:
         return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
 
@@ -85,8 +85,9 @@ def _folder_files(path: Path, split: str, suffixes: Sequence[str]) -> list[Path]
     return [f for f in files if f not in held] if split == "train" else []
 
 
-def list_files(source: str | Path, split: str, suffixes: Sequence[str]) -> list[Path]:
-    """Files of ``split`` in a manifest.jsonl or folder ``source``; ConfigError when empty."""
+def list_files(source: str | Path, split: str, suffixes: Collection[str]) -> list[Path]:
+    """Files of ``split`` in a manifest.jsonl or folder ``source`` (in a folder: files whose
+    lower-case suffix is in ``suffixes``); ConfigError when empty."""
     path = Path(source)
     if path.is_dir():
         files = _folder_files(path, split, suffixes)

@@ -17,10 +17,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mmtok.image.io import from_uint8, load_image, to_uint8
+from mmtok.media import SUFFIXES as MEDIA_SUFFIXES
 from mmtok.tokenizer import Tokenizer
 from mmtok.train.data import DataConfig, Key, key_generator, list_files
 
-SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+SUFFIXES = MEDIA_SUFFIXES["image"]  # the files prep and the CLI accept
 
 
 @dataclass(frozen=True)

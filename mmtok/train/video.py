@@ -23,13 +23,14 @@ from torch.utils.data import Dataset
 
 from mmtok.errors import InputError
 from mmtok.image.io import from_uint8, to_uint8
+from mmtok.media import SUFFIXES as MEDIA_SUFFIXES
 from mmtok.metrics import psnr, ssim
 from mmtok.quantization.metrics import add_code_hits
 from mmtok.train.data import DataConfig, Key, key_generator, list_files
 from mmtok.video.io import load_video
 from mmtok.video.tokenizer import VideoTokenizer
 
-SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+SUFFIXES = MEDIA_SUFFIXES["video"]  # the files prep and the CLI accept
 EVAL_CLIPS = 3  # held-out clips per video, evenly spread over it
 STRIP_FRAMES = 4  # frames per clip in the reconstruction plot
 
