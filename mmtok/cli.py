@@ -181,7 +181,8 @@ def cmd_prep(args: argparse.Namespace) -> None:
     tokenizers = {m: getattr(args, f"{m}_tokenizer") for m in ("image", "audio", "video")}
     job = PrepJob(args.inputs, args.output, {m: t for m, t in tokenizers.items() if t},
                   args.format, args.shard_size, args.workers, args.batch_size, args.engine,
-                  args.ray_address, args.vocab)  # fmt: skip
+                  args.ray_address, args.vocab, args.text_tokenizer,
+                  tuple(args.text_fields.split(",")))  # fmt: skip
     meta = run_prep(job)
     print(
         f"files {meta['files']}  failures {meta['failures']}  tokens {meta['tokens']}  "
@@ -268,6 +269,12 @@ def _add_prep(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--vocab", help="vocab.json of an existing dataset: prep more of it in the "
                     "same ids (its tokenizers serve the modalities not named; a mismatch is an "
                     "error)")  # fmt: skip
+    pr.add_argument("--text-tokenizer", metavar="DIR", help="folder with a Hugging Face "
+                    "tokenizer.json: tokenize manifest text (captions, interleaved documents); "
+                    "its ids come first in the vocabulary, unchanged")  # fmt: skip
+    pr.add_argument("--text-fields", default="text,media", help="with --text-tokenizer: the "
+                    "manifest fields placed as text around a media item, in order; 'media' "
+                    "marks the media's place")  # fmt: skip
     pr.add_argument("--format", default="parquet", choices=["parquet", "webdataset"],
                     help="shard format")  # fmt: skip
     pr.add_argument("--shard-size", type=int, default=256, help="items per shard")

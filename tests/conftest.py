@@ -21,3 +21,18 @@ def tiny_image_ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ck") / "image"
     tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_ckpt(tmp_path_factory) -> Path:
+    """A tiny mono 22.05 kHz audio tokenizer (hop 8, 16 codes; one training forward so the
+    k-means init has run) saved with save_pretrained."""
+    from mmtok.audio.tokenizer import audio_tokenizer
+
+    torch.manual_seed(0)
+    tok = audio_tokenizer(hop=8, width=4, latent_dim=8, res_depth=1, codebook_size=16)
+    tok.train()
+    tok(torch.rand(2, 1, 512) - 0.5)
+    path = tmp_path_factory.mktemp("ck") / "audio"
+    tok.save_pretrained(path)
+    return path

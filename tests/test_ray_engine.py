@@ -95,3 +95,28 @@ def test_missing_ray_or_unknown_engine_is_an_input_error(tmp_path, ckpt, monkeyp
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(InputError, match=r"pip install 'mmtok\[ray\]'"):
         run_prep(_job(media, tmp_path / "b", ckpt, engine="ray"))
+
+
+def test_ray_text_samples_match_the_local_engine(tmp_path, ckpt, tiny_audio_ckpt, ray_instance):
+    """Captions and an interleaved document (several media in one sample) through Ray."""
+    pytest.importorskip("tokenizers")
+    from tests.test_prep_text import CORPUS, build_text_tokenizer
+
+    media = _media(tmp_path / "media", n=4)
+    (tmp_path / "media" / "sub" / "img1.png").rename(tmp_path / "media" / "img1.png")
+    lines = [
+        {"path": "img0.png", "text": CORPUS[0]},
+        {"path": "img2.png", "text": CORPUS[1]},
+        {"path": "broken.png", "text": CORPUS[2]},
+        {"segments": [{"text": CORPUS[3]}, {"image": "img1.png"}, {"image": "img2.png"}]},
+    ]
+    (media / "m.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    text = build_text_tokenizer(tmp_path / "text")
+    outs = {}
+    for engine in ("local", "ray"):
+        job = PrepJob([str(media / "m.jsonl")], str(tmp_path / engine), {"image": str(ckpt)},
+                      shard_size=2, workers=1, batch_size=2, engine=engine,
+                      text_tokenizer=str(text))  # fmt: skip
+        assert run_prep(job)["files"] == 3
+        outs[engine] = _outputs(tmp_path / engine)
+    assert outs["ray"] == outs["local"]

@@ -31,11 +31,8 @@ def _trained(tok, x: torch.Tensor, path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory, tiny_image_ckpt) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("vocab-ck")
-    audio = audio_tokenizer(hop=8, width=4, latent_dim=8, res_depth=1, codebook_size=16)
-    return {"image": str(tiny_image_ckpt),
-            "audio": str(_trained(audio, torch.rand(2, 1, 512) - 0.5, root / "audio"))}  # fmt: skip
+def ckpts(tiny_image_ckpt, tiny_audio_ckpt) -> dict[str, str]:
+    return {"image": str(tiny_image_ckpt), "audio": str(tiny_audio_ckpt)}
 
 
 def _folder(root: Path, image: bool) -> Path:

@@ -2,8 +2,9 @@
 
 Which tokenizers a job uses depends only on what it names, never on the files it reads:
 the tokenizers named per modality; with none named, every modality's default preset; with a
-reused ``vocab.json`` (``--vocab``), the tokenizers it records for the modalities not named.
-An input whose modality has no tokenizer is refused before anything is written.
+reused ``vocab.json`` (``--vocab``), the tokenizers it records for what is not named (the text
+tokenizer included). An input whose modality has no tokenizer, or text without a text
+tokenizer, is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmtok.data.manifest import Item
-from mmtok.data.vocab import MODALITIES, LevelSpec, Vocabulary
+from mmtok.data.text import TextTokenizer
+from mmtok.data.vocab import MODALITIES, LevelSpec, TextRange, Vocabulary
 from mmtok.errors import InputError
 from mmtok.media import MediaSpec, a_or_an
 
@@ -25,6 +27,20 @@ class Encoder:
     name: str
     levels: list  # list[Tokenizer]
     spec: MediaSpec
+
+
+@dataclass
+class JobTokenizers:
+    """Everything a job encodes with: media encoders by modality, the text tokenizer (or
+    None) and the vocabulary they define."""
+
+    media: dict[str, Encoder]
+    text: TextTokenizer | None
+    vocab: Vocabulary
+
+    def names(self) -> tuple[dict[str, str], str | None]:
+        """What ``load_tokenizers`` takes to load them again (e.g. in a Ray actor)."""
+        return {m: e.name for m, e in self.media.items()}, self.text and self.text.name
 
 
 def tokenizer_names(named: dict[str, str], reuse: Vocabulary | None = None) -> dict[str, str]:
@@ -71,29 +87,48 @@ def load_encoders(names: dict[str, str]) -> dict[str, Encoder]:
     return out
 
 
-def build_vocabulary(encoders: dict[str, Encoder]) -> Vocabulary:
-    return Vocabulary.build([
-        LevelSpec(m, e.name, t.fingerprint(), i, t.codebook_size, t.num_codebooks)
-        for m, e in encoders.items() for i, t in enumerate(e.levels)
-    ])  # fmt: skip
+def load_tokenizers(names: dict[str, str], text: str | None) -> JobTokenizers:
+    """Load the media tokenizers ``names`` (modality -> name) and the text tokenizer ``text``
+    (a folder with tokenizer.json, or None)."""
+    media = load_encoders(names)
+    text_tok = TextTokenizer(text) if text else None
+    text_range = TextRange(text_tok.name, text_tok.fingerprint, text_tok.size) if text else None
+    levels = [LevelSpec(m, e.name, t.fingerprint(), i, t.codebook_size, t.num_codebooks)
+              for m, e in media.items() for i, t in enumerate(e.levels)]  # fmt: skip
+    return JobTokenizers(media, text_tok, Vocabulary.build(levels, text_range))
 
 
-def check_covered(items: list[Item], encoders: dict[str, Encoder]) -> None:
-    """InputError when an input's modality has no tokenizer in the job."""
-    missing = Counter(it.modality for it in items if it.modality not in encoders)
+def job_tokenizers(named: dict[str, str], text: str | None, vocab: str | None) -> JobTokenizers:
+    """A job's tokenizers: those named, the rest from ``vocab`` (a vocab.json to reproduce,
+    checked) or the defaults (see the module docstring)."""
+    reuse = Vocabulary.load(vocab) if vocab else None
+    if reuse is not None and text is None and reuse.text is not None:
+        text = reuse.text.tokenizer
+    tk = load_tokenizers(tokenizer_names(named, reuse), text)
+    if reuse is not None:
+        diffs = tk.vocab.differences(reuse)
+        if diffs:
+            raise InputError(f"--vocab {vocab!r}: this job's tokenizers give other ids: "
+                             f"{'; '.join(diffs)}")  # fmt: skip
+    return tk
+
+
+def check_covered(items: list[Item], tk: JobTokenizers) -> None:
+    """InputError when an input's modality has no tokenizer in the job, or an input has text
+    and the job no text tokenizer."""
+    if tk.text is None:
+        texts = [it for it in items if any(k == "text" for k, _ in it.parts())]
+        if texts:
+            raise InputError(f"{len(texts)} input(s) with text (e.g. {texts[0].path!r}) but no "
+                             "text tokenizer: pass --text-tokenizer DIR")  # fmt: skip
+    encoders = tk.media
+    media = [(m, p) for it in items for m, p in it.media()]
+    missing = Counter(m for m, _ in media if m not in encoders)
     if missing:
         modality, n = missing.most_common(1)[0]
-        example = next(it.path for it in items if it.modality == modality)
+        example = next(p for m, p in media if m == modality)
         have = ", ".join(f"{m}={e.name}" for m, e in encoders.items()) or "none"
         hint = (f"name one with --{modality}-tokenizer" if modality in MODALITIES
                 else f"modality must be one of {list(MODALITIES)}")  # fmt: skip
         raise InputError(f"{n} {modality} input(s) (e.g. {example!r}) but the job has no "
                          f"{modality} tokenizer (it has: {have}); {hint}")  # fmt: skip
-
-
-def reuse_check(path: str, reuse: Vocabulary, vocab: Vocabulary) -> None:
-    """InputError naming each range where the job's vocabulary differs from ``path``'s."""
-    diffs = vocab.differences(reuse)
-    if diffs:
-        raise InputError(f"--vocab {path!r}: this job's tokenizers give other ids: "
-                         f"{'; '.join(diffs)}")  # fmt: skip

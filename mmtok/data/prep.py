@@ -6,7 +6,8 @@ encodes (``engine="ray"``: both on a Ray cluster, see ``mmtok.data.ray_engine``)
 is written to a temp file and renamed, after its failure and stats sidecars, so a restart
 skips finished shards and neither duplicates nor loses an item. Bad files go to
 ``failures.jsonl`` with the reason and the job goes on. The tokenizers and the vocabulary
-come from ``mmtok.data.encoders``: they depend on the tokenizers named, never on the files.
+come from ``mmtok.data.encoders`` (they depend on the tokenizers named, never on the files),
+the rows from ``mmtok.data.rows``.
 """
 
 from __future__ import annotations
@@ -24,24 +25,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from mmtok.data.encoders import (
-    Encoder,
-    build_vocabulary,
-    check_covered,
-    load_encoders,
-    reuse_check,
-    tokenizer_names,
-)
+from mmtok.data.encoders import JobTokenizers, check_covered, job_tokenizers
 from mmtok.data.manifest import Item, collect
+from mmtok.data.rows import batches, encode_group
 from mmtok.data.shards import FORMATS, WRITERS, shard_path
-from mmtok.data.vocab import Vocabulary
+from mmtok.data.vocab import VOCAB_FORMAT, Vocabulary
 from mmtok.errors import InputError, MmtokError
 from mmtok.fileutil import atomic_path, make_dir
-from mmtok.media import MediaSpec, duration_s, read_spec
+from mmtok.media import MediaSpec, read_spec
 
 ENGINES = ("local", "ray")
 
@@ -50,7 +44,10 @@ ENGINES = ("local", "ray")
 class PrepJob:
     """One prep run. tokenizers: modality -> preset name or checkpoint folder (none: every
     modality's default preset). vocab: an existing ``vocab.json`` whose ids this job must
-    reproduce (its tokenizers are used for the modalities ``tokenizers`` does not name).
+    reproduce (its tokenizers are used for what ``tokenizers`` / ``text_tokenizer`` do not
+    name). text_tokenizer: a folder with a Hugging Face ``tokenizer.json`` (None: media only,
+    manifest text ignored); text_fields: the manifest fields placed as text around a media
+    item, in order, ``media`` marking the media's place (see ``mmtok.data.manifest``).
 
     engine: "local" (``workers`` decoding processes on this machine) or "ray" (Ray Data;
     ``workers`` tokenizer actors). ray_address: the cluster to join (None: Ray's default,
@@ -68,30 +65,27 @@ class PrepJob:
     engine: str = "local"
     ray_address: str | None = None
     vocab: str | None = None
+    text_tokenizer: str | None = None
+    text_fields: tuple[str, ...] = ("text", "media")
 
 
-def _job_encoders(job: PrepJob) -> tuple[dict[str, Encoder], Vocabulary]:
-    """The job's tokenizers and vocabulary, checked against ``job.vocab`` when given."""
-    reuse = Vocabulary.load(job.vocab) if job.vocab else None
-    encoders = load_encoders(tokenizer_names(job.tokenizers, reuse))
-    vocab = build_vocabulary(encoders)
-    if reuse is not None:
-        reuse_check(job.vocab, reuse, vocab)
-    return encoders, vocab
+Decoded = tuple[Item, list[np.ndarray] | None, str | None]
 
 
-def _decode(task: tuple[Item, MediaSpec]) -> tuple[Item, np.ndarray | None, str | None]:
-    """Worker: read one file; never raises (the reason goes to failures.jsonl)."""
-    item, spec = task
+def _decode(task: tuple[Item, dict[str, MediaSpec]]) -> Decoded:
+    """Worker: read a sample's media files ``[1, C, *S]`` each; never raises (the reason goes
+    to failures.jsonl)."""
+    item, specs = task
+    path = item.path
     try:
-        if item.modality != spec.modality:
-            raise InputError(f"{item.path!r}: modality {item.modality} but tokenizer is "
-                             f"{spec.modality}")  # fmt: skip
-        return item, read_spec(item.path, spec).numpy(), None
+        xs = []
+        for modality, path in item.media():
+            xs.append(read_spec(path, specs[modality]).numpy())
+        return item, xs, None
     except MmtokError as e:
         return item, None, str(e)
     except Exception as e:  # noqa: BLE001 (a decoder bug must not kill a batch job)
-        return item, None, f"{item.path!r}: {type(e).__name__}: {e}"
+        return item, None, f"{path!r}: {type(e).__name__}: {e}"
 
 
 class _DecodeTasks(Dataset):
@@ -103,7 +97,7 @@ class _DecodeTasks(Dataset):
     def __len__(self) -> int:
         return len(self.tasks)
 
-    def __getitem__(self, i: int) -> tuple[Item, np.ndarray | None, str | None]:
+    def __getitem__(self, i: int) -> Decoded:
         return _decode(self.tasks[i])
 
 
@@ -138,14 +132,23 @@ def _sha256(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def _plan_record(job: PrepJob, items: list[Item], encoders: dict[str, Encoder],
-                 vocab: Vocabulary) -> dict:  # fmt: skip
+def _item_record(item: Item) -> dict:
+    """An item as plan digests record it (media-only items as before segments existed)."""
+    record = asdict(item)
+    if not item.segments:
+        del record["segments"]
+    return record
+
+
+def _plan_record(job: PrepJob, items: list[Item], tk: JobTokenizers) -> dict:
     """What decides a job's shards; compared field by field when a folder is reused."""
+    media, text = tk.names()
     return {
-        "inputs": {"files": len(items), "sha256": _sha256([asdict(i) for i in items])},
+        "inputs": {"files": len(items), "sha256": _sha256([_item_record(i) for i in items])},
         "tokenizers": {
-            "names": {m: e.name for m, e in encoders.items()},
-            "sha256": _sha256(vocab.to_json()),
+            "names": {**media, **({"text": text} if text else {})},
+            "sha256": _sha256(tk.vocab.to_json()),
+            "format": VOCAB_FORMAT,
         },
         "shard_size": job.shard_size,
         "format": job.fmt,
@@ -158,6 +161,8 @@ def _difference(key: str, old: object, new: object) -> str:
         return f"inputs ({new['files']} files as before, but other paths, keys or splits)"
     if key == "inputs" and isinstance(old, dict):
         return f"inputs ({old.get('files')} files before, {new['files']} now)"
+    if key == "tokenizers" and isinstance(old, dict) and old.get("format") != new["format"]:
+        return f"tokenizers (vocabulary layout {old.get('format')} before, {new['format']} now)"
     if key == "tokenizers" and isinstance(old, dict) and old.get("names") == new["names"]:
         return f"tokenizers (the same names {new['names']}, but other weights)"
     if key == "tokenizers" and isinstance(old, dict):
@@ -167,7 +172,7 @@ def _difference(key: str, old: object, new: object) -> str:
 
 def _legacy_digest(job: PrepJob, items: list[Item], vocab: Vocabulary) -> str:
     """The single digest that folders prepared before ``plan.json`` recorded."""
-    plan = {"items": [asdict(i) for i in items], "shard_size": job.shard_size, "fmt": job.fmt,
+    plan = {"items": [_item_record(i) for i in items], "shard_size": job.shard_size, "fmt": job.fmt,
             "vocab": vocab.to_json()}  # fmt: skip
     return _sha256(plan)
 
@@ -206,52 +211,6 @@ def _write_shard(out: Path, index: int, job: PrepJob, rows: list, failures: list
     WRITERS[job.fmt](shard_path(out, index, job.fmt), rows, vocab.dtype())
 
 
-def _batches(decoded: Iterator, encoders: dict[str, Encoder], batch: int) -> Iterator:
-    """Group consecutive same-modality, same-shape inputs so the model encodes in batches."""
-    group: list = []
-    for item, x, err in decoded:
-        if err is not None:
-            yield [], (item, err)
-            continue
-        if group and (group[0][0].modality != item.modality or group[0][1].shape != x.shape
-                      or len(group) == batch):  # fmt: skip
-            yield group, None
-            group = []
-        group.append((item, x))
-    if group:
-        yield group, None
-
-
-def _encode_group(group: list, encoders: dict[str, Encoder], vocab: Vocabulary) -> list[dict]:
-    """Rows for a same-shape group; one batched encode per level (batch-invariant ids)."""
-    enc = encoders[group[0][0].modality]
-    xs = torch.from_numpy(np.concatenate([x for _, x in group]))
-    per_level = [tok.encode(xs) for tok in enc.levels]
-    rows = []
-    for i, (item, x) in enumerate(group):
-        rows.append(_row_from_tokens(item, torch.from_numpy(x), enc, vocab,
-                                     [t.flatten()[i] for t in per_level],
-                                     [t.grid for t in per_level]))  # fmt: skip
-    return rows
-
-
-def _row_from_tokens(item: Item, x: torch.Tensor, enc: Encoder, vocab: Vocabulary,
-                     flats: list, grids: list) -> dict:  # fmt: skip
-    sp = vocab.specials
-    parts = [np.array([sp[f"<{item.modality}>"]])]
-    for level, (tok, flat) in enumerate(zip(enc.levels, flats, strict=True)):
-        offsets = vocab.offsets(tok.fingerprint(), level)  # [Q]; flat holds Q codes a position
-        parts.append(flat.numpy() + np.tile(offsets, flat.numel() // offsets.size))
-    parts.append(np.array([sp[f"</{item.modality}>"]]))
-    tokens = np.concatenate(parts).astype(vocab.dtype())
-    return {
-        "key": item.key, "source": item.path, "modality": item.modality,
-        "tokenizer": enc.name, "grid": [g for grid in grids for g in grid],
-        "input_size": list(x.shape[2:]), "duration_s": duration_s(x, enc.spec),
-        "num_tokens": int(tokens.size), "tokens": tokens,
-    }  # fmt: skip
-
-
 def _finish(out: Path, n_shards: int, vocab: Vocabulary, elapsed: float) -> dict:
     state = out / ".state"
     meta = {"files": 0, "failures": 0, "tokens": {}, "seconds": {}, "shards": n_shards}
@@ -279,13 +238,17 @@ class Plan:
     out: Path
     shards: list[list[Item]]  # items sorted by key, cut every shard_size
     pending: list[int]  # shards not yet on disk
-    encoders: dict[str, Encoder]
-    vocab: Vocabulary
+    tokenizers: JobTokenizers
 
-    def todo(self) -> list[tuple[Item, MediaSpec]]:
+    @property
+    def vocab(self) -> Vocabulary:
+        return self.tokenizers.vocab
+
+    def todo(self) -> list[tuple[Item, dict[str, MediaSpec]]]:
         """The decode tasks of the pending shards, in item order."""
         items = [it for i in self.pending for it in self.shards[i]]
-        return [(it, self.encoders[it.modality].spec) for it in items]
+        media = self.tokenizers.media
+        return [(it, {m: media[m].spec for m, _ in it.media()}) for it in items]
 
 
 def plan_job(job: PrepJob) -> Plan:
@@ -299,18 +262,17 @@ def plan_job(job: PrepJob) -> Plan:
         raise InputError(f"shard_size must be >= 1, got {job.shard_size}")
     if job.engine not in ENGINES:
         raise InputError(f"engine must be one of {list(ENGINES)}, got {job.engine!r}")
-    items = collect(job.inputs)
+    tk = job_tokenizers(job.tokenizers, job.text_tokenizer, job.vocab)
+    items = collect(job.inputs, job.text_fields if tk.text else None)
     if not items:
         raise InputError(f"no media found in {job.inputs}")
-    encoders, vocab = _job_encoders(job)
-    check_covered(items, encoders)
+    check_covered(items, tk)
     out = make_dir(job.out_dir, "prep output folder")  # only once the job is known to be sound
-    _check_plan(out, _plan_record(job, items, encoders, vocab),
-                _legacy_digest(job, items, vocab))  # fmt: skip
-    vocab.save(out / "vocab.json")
+    _check_plan(out, _plan_record(job, items, tk), _legacy_digest(job, items, tk.vocab))
+    tk.vocab.save(out / "vocab.json")
     shards = [items[i : i + job.shard_size] for i in range(0, len(items), job.shard_size)]
     pending = [i for i in range(len(shards)) if not shard_path(out, i, job.fmt).exists()]
-    return Plan(out, shards, pending, encoders, vocab)
+    return Plan(out, shards, pending, tk)
 
 
 class ShardBook:
@@ -379,12 +341,10 @@ def run_prep(job: PrepJob) -> dict:
 
 def _encode_pending(job: PrepJob, plan: Plan) -> None:
     book = ShardBook(plan, job)
-    groups = _batches(_decoded(plan.todo(), job.workers), plan.encoders, job.batch_size)
-    for group, failure in groups:
+    for group, failure in batches(_decoded(plan.todo(), job.workers), job.batch_size):
         if failure:
             book.add(failure[0], error=failure[1])
             continue
-        for (item, _), row in zip(group, _encode_group(group, plan.encoders, plan.vocab),
-                                  strict=True):  # fmt: skip
+        for (item, _), row in zip(group, encode_group(group, plan.tokenizers), strict=True):
             book.add(item, row=row)
     book.close()

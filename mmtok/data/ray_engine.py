@@ -14,20 +14,20 @@ plain Arrow columns, nothing pickled.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 
 import numpy as np
 import pyarrow as pa
 
-from mmtok.data.encoders import build_vocabulary, load_encoders
+from mmtok.data.encoders import load_tokenizers
 from mmtok.data.manifest import Item
-from mmtok.data.prep import Plan, PrepJob, ShardBook, _batches, _decode, _encode_group
+from mmtok.data.prep import Plan, PrepJob, ShardBook, _decode
+from mmtok.data.rows import batches, encode_group
 from mmtok.errors import InputError
 from mmtok.media import MediaSpec
 
-_ITEM_FIELDS = ("key", "path", "modality", "split")
+_ITEM_FIELDS = ("key", "path", "modality", "split")  # + segments, as JSON
 # what the actors send back per item: its index, the row as JSON (tokens apart), the tokens'
 # bytes, or the failure reason
 _DECODE_CALLS = 64
@@ -43,25 +43,34 @@ def _import_ray():  # noqa: ANN202 (the ray module; imported lazily, it is an op
     return ray
 
 
-def _decode_row(row: dict, specs: dict[str, MediaSpec]) -> dict:
-    """Ray task: read one file; ``x`` holds the array as .npy bytes, ``error`` the reason."""
-    item = Item(*(row[f] for f in _ITEM_FIELDS))
-    _, x, err = _decode((item, specs[item.modality]))
+def _item(row: dict) -> Item:
+    segments = tuple(tuple(s) for s in json.loads(row["segments"]))
+    return Item(*(row[f] for f in _ITEM_FIELDS), segments)
+
+
+def _npy(x: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    if x is not None:
-        np.save(buf, x, allow_pickle=False)
-    return {**row, "x": buf.getvalue(), "error": err or ""}
+    np.save(buf, x, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _decode_row(row: dict, specs: dict[str, MediaSpec]) -> dict:
+    """Ray task: read a sample's media; ``x`` holds each array as .npy bytes, ``error`` the
+    reason it failed."""
+    item = _item(row)
+    _, xs, err = _decode((item, {m: specs[m] for m, _ in item.media()}))
+    return {**row, "x": [_npy(x) for x in xs or []], "error": err or ""}
 
 
 class _EncodeActor:
     """Ray actor: holds the job's tokenizers; a batch of decoded items -> serialised rows."""
 
-    def __init__(self, job: PrepJob, names: dict[str, str], vocab: dict) -> None:
-        self.encoders = load_encoders(names)
-        self.vocab = build_vocabulary(self.encoders)
-        if self.vocab.to_json() != vocab:
+    def __init__(self, job: PrepJob, names: dict[str, str], text: str | None,
+                 vocab: dict) -> None:  # fmt: skip
+        self.tokenizers = load_tokenizers(names, text)
+        if self.tokenizers.vocab.to_json() != vocab:
             raise InputError(f"a Ray worker loaded other tokenizers than the driver for "
-                             f"{names}: a checkpoint folder must hold the same "
+                             f"{names} (text: {text}): a checkpoint folder must hold the same "
                              "weights at the same path on every node")  # fmt: skip
         self.batch_size = job.batch_size
 
@@ -69,10 +78,11 @@ class _EncodeActor:
         cols = batch.to_pydict()
         decoded = []
         for n in range(batch.num_rows):
-            item = Item(*(cols[f][n] for f in _ITEM_FIELDS))
+            item = _item({f: cols[f][n] for f in (*_ITEM_FIELDS, "segments")})
             err = cols["error"][n] or None
-            x = None if err else np.load(io.BytesIO(cols["x"][n]), allow_pickle=False)
-            decoded.append((item, x, err))
+            xs = None if err else [np.load(io.BytesIO(b), allow_pickle=False)
+                                   for b in cols["x"][n]]  # fmt: skip
+            decoded.append((item, xs, err))
         index = dict(zip(cols["key"], cols["index"], strict=True))
         out: dict[str, list] = {c: [] for c in _OUT}
 
@@ -80,11 +90,11 @@ class _EncodeActor:
             for name, value in zip(out, (index[key], row, tokens, error), strict=True):
                 out[name].append(value)
 
-        for group, failure in _batches(iter(decoded), self.encoders, self.batch_size):
+        for group, failure in batches(iter(decoded), self.batch_size):
             if failure:
                 emit(failure[0].key, "", b"", failure[1])
                 continue
-            for row in _encode_group(group, self.encoders, self.vocab):
+            for row in encode_group(group, self.tokenizers):
                 tokens = row.pop("tokens")
                 emit(row["key"], json.dumps(row), tokens.tobytes(), "")
         return pa.table({c: pa.array(v, type=_OUT[c]) for c, v in out.items()})
@@ -92,16 +102,19 @@ class _EncodeActor:
 
 def _pipeline(ray, job: PrepJob, plan: Plan, items: list[Item]):  # noqa: ANN001, ANN202
     """The Ray Data plan: items -> decode tasks -> encode actors (lazy until iterated)."""
-    ds = ray.data.from_items([{"index": n, **dataclasses.asdict(it)} for n, it in enumerate(items)])
-    specs = {m: e.spec for m, e in plan.encoders.items()}
+    ds = ray.data.from_items([
+        {"index": n, **{f: getattr(it, f) for f in _ITEM_FIELDS},
+         "segments": json.dumps(it.segments)} for n, it in enumerate(items)
+    ])  # fmt: skip
+    specs = {m: e.spec for m, e in plan.tokenizers.media.items()}
     # A decode worker process is recycled every _DECODE_CALLS tasks (media libraries can leak
     # over a long job). Options the actors lack also keep Ray Data from fusing decoding into
     # the actors, so files decode in tasks on every free CPU while `workers` actors encode.
     ds = ds.map(_decode_row, fn_kwargs={"specs": specs}, num_cpus=1, max_calls=_DECODE_CALLS)
-    names = {m: e.name for m, e in plan.encoders.items()}  # defaults resolved once, here
+    names, text = plan.tokenizers.names()  # defaults resolved once, here
     return ds.map_batches(
         _EncodeActor,
-        fn_constructor_args=(job, names, plan.vocab.to_json()),
+        fn_constructor_args=(job, names, text, plan.vocab.to_json()),
         batch_size=job.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=max(1, job.workers)),

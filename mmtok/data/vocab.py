@@ -1,8 +1,9 @@
 """One token vocabulary over every tokenizer of a dataset.
 
-Layout (``vocab.json``, format ``mmtok.vocab/2``): special tokens first (pad, bos, eos, mask,
-then a begin/end marker per modality), then one contiguous id range per (tokenizer, level,
-code stream) at a recorded offset: a residual-VQ level with Q streams gets Q ranges, so a
+Layout (``vocab.json``, format ``mmtok.vocab/2``): a text tokenizer's ids first and unchanged
+when the dataset has one (``text``: ids ``[0, text.size)``), then the special tokens (pad, bos,
+eos, mask, then a begin/end marker per modality), then one contiguous id range per (tokenizer,
+level, code stream) at a recorded offset: a residual-VQ level with Q streams gets Q ranges, so a
 sequence model can tell the streams apart. A dataset row's media segment is ``<modality>
 level_0 ... level_n </modality>`` with each level's flattened ids (``Tokens.flatten()``:
 raster order over the grid, the Q codes of one position adjacent), code ``c`` of stream ``q``
@@ -31,6 +32,15 @@ MODALITIES = ("image", "audio", "video")
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<mask>"] + [
     f"<{t}{m}>" for m in MODALITIES for t in ("", "/")
 ]
+
+
+@dataclass(frozen=True)
+class TextRange:
+    """Ids ``[0, size)`` are the text tokenizer's own ids."""
+
+    tokenizer: str  # the path it was loaded from
+    fingerprint: str  # sha256 of its tokenizer.json (16 hex chars)
+    size: int
 
 
 @dataclass(frozen=True)
@@ -65,17 +75,20 @@ class LevelRange:
 
 @dataclass
 class Vocabulary:
-    """Special tokens + per-(level, stream) ranges; ``size`` is the total number of ids."""
+    """Text ids, special tokens, per-(level, stream) ranges; ``size``: the number of ids."""
 
     ranges: list[LevelRange]
+    text: TextRange | None = None
 
     @property
     def specials(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(SPECIALS)}
+        base = self.text.size if self.text else 0
+        return {name: base + i for i, name in enumerate(SPECIALS)}
 
     @property
     def size(self) -> int:
-        return max([len(SPECIALS)] + [r.offset + r.size for r in self.ranges])
+        first = (self.text.size if self.text else 0) + len(SPECIALS)
+        return max([first] + [r.offset + r.size for r in self.ranges])
 
     def dtype(self) -> np.dtype:
         """Smallest unsigned integer type that holds every id."""
@@ -97,23 +110,28 @@ class Vocabulary:
         return {r.modality: r.tokenizer for r in self.ranges}
 
     @classmethod
-    def build(cls, levels: list[LevelSpec]) -> Vocabulary:
+    def build(cls, levels: list[LevelSpec], text: TextRange | None = None) -> Vocabulary:
         """Ranges for ``levels`` (in any order): Q ranges of K ids per level, in the fixed
-        order modality, tokenizer name, level, stream, after the specials."""
+        order modality, tokenizer name, level, stream, after the text ids and specials."""
         order = sorted(levels, key=lambda v: (MODALITIES.index(v.modality), v.tokenizer, v.level))
-        ranges, offset = [], len(SPECIALS)
+        ranges, offset = [], (text.size if text else 0) + len(SPECIALS)
         for v in order:
             for q in range(v.num_codebooks):
                 ranges.append(LevelRange(v.modality, v.tokenizer, v.fingerprint, v.level, q,
                                          offset, v.size, v.num_codebooks))  # fmt: skip
                 offset += v.size
-        return cls(ranges)
+        return cls(ranges, text)
 
     def differences(self, other: Vocabulary) -> list[str]:
         """What ``other`` (e.g. a reused vocab.json) has that this one does not, per range."""
         mine = {(r.modality, r.level, r.stream): r for r in self.ranges}
         theirs = {(r.modality, r.level, r.stream): r for r in other.ranges}
         out = []
+        a, b = self.text, other.text
+        if (a and (a.fingerprint, a.size)) != (b and (b.fingerprint, b.size)):
+            said = [f"{t.tokenizer!r} fingerprint {t.fingerprint}, {t.size} ids" if t else "none"
+                    for t in (b, a)]  # fmt: skip
+            out.append(f"text tokenizer: {said[0]} in the vocabulary; {said[1]} in this job")
         for key in sorted(mine.keys() | theirs.keys(), key=lambda k: (MODALITIES.index(k[0]),
                                                                      *k[1:])):  # fmt: skip
             a, b = mine.get(key), theirs.get(key)
@@ -133,10 +151,12 @@ class Vocabulary:
             "format": VOCAB_FORMAT,
             "size": self.size,
             "dtype": self.dtype().name,
+            "text": asdict(self.text) if self.text else None,
             "specials": self.specials,
             "ranges": [asdict(r) for r in self.ranges],
-            "row_layout": "<modality> level_0 ... level_n </modality>; code c of stream q of "
-            "a level is id offset(level, q) + c",
+            "row_layout": "segments in order: text ids as the text tokenizer gives them; media "
+            "as <modality> level_0 ... level_n </modality>, code c of stream q of a level "
+            "written as id offset(level, q) + c",
             "flatten_order": "raster over the grid (t, then h, then w); Q codes adjacent",
         }
 
@@ -164,6 +184,7 @@ class Vocabulary:
                                  "it cannot be reused: prep into a new dataset")  # fmt: skip
             ranges = [{**r, "stream": 0} for r in ranges]
         try:
-            return cls([LevelRange(**r) for r in ranges])
+            text = TextRange(**data["text"]) if data.get("text") else None
+            return cls([LevelRange(**r) for r in ranges], text)
         except TypeError as e:
             raise InputError(f"vocabulary {str(p)!r}: bad range ({e})") from None
