@@ -14,7 +14,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -120,11 +119,3 @@ def load_pretrained(path_or_preset: str | os.PathLike) -> nn.Module:
         raise CheckpointError(f"{str(weights)!r} does not match the config: {e}") from e
     model.name = str(path_or_preset)
     return model.eval()
-
-
-def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Weights-only load of a safetensors file (helper for tools); CheckpointError on failure."""
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{str(path)!r}: not a safetensors file ({e})") from e

@@ -35,11 +35,6 @@ def to_host(metrics: dict[str, Tensor]) -> dict[str, float]:
     return dict(zip(metrics.keys(), values, strict=True))
 
 
-def usage_fraction(histogram: Tensor) -> float:
-    """Fraction of codes hit at least once in a running usage histogram ``[K]``."""
-    return float((histogram > 0).float().mean())
-
-
 def add_code_hits(hits: Tensor | None, ids: Tensor, codebook_size: int) -> Tensor:
     """``hits`` (``[Q, K]`` counts, or None) plus the counts of ``ids`` ``[Q, N]`` (held-out
     codebook usage accumulated over clips)."""
