@@ -275,8 +275,9 @@ def _add_prep(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--text-fields", default="text,media", help="with --text-tokenizer: the "
                     "manifest fields placed as text around a media item, in order; 'media' "
                     "marks the media's place")  # fmt: skip
-    pr.add_argument("--format", default="parquet", choices=["parquet", "webdataset"],
-                    help="shard format")  # fmt: skip
+    pr.add_argument("--format", default="parquet", choices=["parquet", "webdataset",
+                    "megatron"], help="shard format (megatron: Megatron-LM / NeMo indexed "
+                    ".bin + .idx)")  # fmt: skip
     pr.add_argument("--shard-size", type=int, default=256, help="items per shard")
     pr.add_argument("--workers", type=int, default=2,
                     help="media decoding processes (ray: tokenizer actors)")  # fmt: skip

@@ -21,7 +21,8 @@ from mmtok.errors import InputError
 
 
 class TokenSequenceDataset(Dataset):
-    """Fixed-length (x, y) pairs from a prep output folder (Parquet or WebDataset shards).
+    """Fixed-length (x, y) pairs from a prep output folder (Parquet, WebDataset or Megatron
+    shards).
 
     Args:
         root: the folder ``mmtok prep`` wrote (shards + vocab.json).
@@ -42,7 +43,10 @@ class TokenSequenceDataset(Dataset):
         self.block_size = block_size
         eos = self.vocab["specials"]["<eos>"]
         parts = []
-        for shard in sorted(root.glob("shard-*.parquet")) + sorted(root.glob("shard-*.tar")):
+        shards = [
+            p for ext in (".parquet", ".tar", ".idx") for p in sorted(root.glob(f"shard-*{ext}"))
+        ]
+        for shard in shards:
             for row in self._rows(shard):
                 if modalities is None or row["modality"] in modalities:
                     parts += [np.asarray(row["tokens"], dtype=np.int64), np.array([eos])]

@@ -1,10 +1,12 @@
-"""Shard writers (Parquet, WebDataset tar) and the row schema; readable without mmtok.
+"""Shard writers (Parquet, WebDataset tar, Megatron indexed) and the row schema; readable
+without mmtok.
 
 A row: key, source, modality, tokenizer, grid (list of ints per level, concatenated),
 input_size, duration_s (audio/video seconds, null for images), num_tokens, and ``tokens``
 (the flattened ids with offsets and markers, the vocabulary's smallest unsigned int type).
 Each shard is written to a temporary file and renamed into place, so a shard that exists is
-complete.
+complete. Megatron shards (``mmtok.data.megatron``) are ``shard-NNNNN.bin`` + ``.idx`` with
+the other fields in ``shard-NNNNN.rows.jsonl``; the ``.idx``, written last, marks them done.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmtok.data.megatron import read_megatron, write_megatron
 from mmtok.fileutil import atomic_path
 
-FORMATS = {"parquet": ".parquet", "webdataset": ".tar"}
+FORMATS = {"parquet": ".parquet", "webdataset": ".tar", "megatron": ".idx"}
 META_FIELDS = ("key", "source", "modality", "tokenizer", "grid", "input_size", "duration_s",
                "num_tokens")  # fmt: skip
 
@@ -61,12 +64,18 @@ def write_webdataset(path: Path, rows: list[dict], dtype: np.dtype) -> None:
                 tar.addfile(info, io.BytesIO(data))
 
 
-WRITERS = {"parquet": write_parquet, "webdataset": write_webdataset}
+def _write_megatron(path: Path, rows: list[dict], dtype: np.dtype) -> None:
+    write_megatron(path, rows, dtype, META_FIELDS)
+
+
+WRITERS = {"parquet": write_parquet, "webdataset": write_webdataset, "megatron": _write_megatron}
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
-    """Rows of one shard of either format (tokens as numpy arrays); for tests and tools."""
+    """Rows of one shard of any format (tokens as numpy arrays); for tests and tools."""
     p = Path(path)
+    if p.suffix == ".idx":
+        return read_megatron(p)
     if p.suffix == ".parquet":
         table = pq.read_table(p)
         rows = table.to_pylist()
