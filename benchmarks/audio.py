@@ -47,6 +47,7 @@ from common import (
     print_table,
     rss_mb,
     setup_threads,
+    verdict,
     wait_for_idle,
 )
 
@@ -64,10 +65,6 @@ BUSY: list[float] = []
 def quiet() -> None:
     """Wait for other processes to leave the CPUs idle; remember how busy they were."""
     BUSY.append(wait_for_idle())
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def music(seconds: float, sr: int = SR) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Small shared helpers for the benchmarks: threads, timing, memory, table printing.
+"""Small shared helpers for the benchmarks: threads, timing, memory, table printing, verdicts.
 
 Import from a benchmark script run as ``python3 benchmarks/<name>.py`` (the script's folder is
 on ``sys.path``): ``from common import setup_threads, median_time, ...``.
@@ -146,6 +146,11 @@ def fmt_rate(per_s: float) -> str:
         if per_s >= div:
             return f"{per_s / div:.2f}{unit}"
     return f"{per_s:.1f}"
+
+
+def verdict(ok: bool) -> str:
+    """A target's outcome as the tables print it."""
+    return "PASS" if ok else "FAIL"
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 1) -> None:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import machine_line, print_table, setup_threads
+from common import machine_line, print_table, setup_threads, verdict
 from torch import Tensor, nn
 
 THREADS = 1  # small convs: on a shared 2-core machine 2 OpenMP threads stall on each other
@@ -217,10 +217,6 @@ def run(kind: str, data: object, images: list[Tensor], s: Setup) -> dict[str, fl
     seconds = train(tok, data, s)
     value, used = evaluate(tok, images)
     return {"psnr": value, "used": used, "usage": used / s.codebook_size, "seconds": seconds}
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def mean_results(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -34,6 +34,7 @@ from common import (
     rss_mb,
     setup_threads,
     timed_with_load,
+    verdict,
     wait_for_idle,
 )
 from torch import Tensor, nn
@@ -173,10 +174,6 @@ def floor_rate(d: int, k: int, mode: Mode) -> float:
     a, b, out = torch.randn(mode.n, d), torch.randn(d, k), torch.empty(mode.n, k)
     with torch.inference_mode():
         return mode.n / timed(lambda: torch.mm(a, b, out=out), 1, mode.eval_repeats, mode)
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def size_rows(d: int, k: int, mode: Mode) -> list[list[str]]:

@@ -40,6 +40,7 @@ from common import (
     print_table,
     rss_mb,
     setup_threads,
+    verdict,
     wait_for_idle,
 )
 from torch.utils.flop_counter import FlopCounterMode
@@ -67,10 +68,6 @@ QUICK = Mode(1, 4, 16, 4.0)
 def quiet() -> None:
     """Wait for other processes to leave the CPUs idle; remember how busy they were."""
     BUSY.append(wait_for_idle())
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def floor_gflops(repeats: int) -> float:
