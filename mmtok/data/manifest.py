@@ -28,6 +28,7 @@ from mmtok.media import SUFFIXES, detect_modality
 
 _KEY_OK = re.compile(r"^[A-Za-z0-9_\-+=,@]+$")
 MEDIA = "media"  # the media item's place among text_fields
+DEFAULT_TEXT_FIELDS = ("text", MEDIA)  # a caption before its media
 DOCUMENT = "document"  # Item.modality of an interleaved document
 SEGMENT_KINDS = ("text", "image", "audio", "video")
 
@@ -167,7 +168,7 @@ def collect(inputs: list[str | os.PathLike],
         else:
             raise InputError(f"input {str(p)!r}: expected a folder or a .jsonl manifest")
     unused = [f for f in fields or () if MEDIA in seen and f not in seen]
-    if unused:  # most likely misspelt
+    if unused and fields != DEFAULT_TEXT_FIELDS:  # named on purpose, most likely misspelt
         raise InputError(f"text field {unused[0]!r}: no manifest media line has it "
                          f"(text fields: {','.join(fields)})")  # fmt: skip
     paths: dict[str, str] = {}

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from mmtok.data.encoders import JobTokenizers, check_covered, job_tokenizers
-from mmtok.data.manifest import Item, collect
+from mmtok.data.manifest import DEFAULT_TEXT_FIELDS, Item, collect
 from mmtok.data.rows import batches, encode_group
 from mmtok.data.shards import FORMATS, WRITERS, shard_path
 from mmtok.data.vocab import VOCAB_FORMAT, Vocabulary
@@ -66,7 +66,7 @@ class PrepJob:
     ray_address: str | None = None
     vocab: str | None = None
     text_tokenizer: str | None = None
-    text_fields: tuple[str, ...] = ("text", "media")
+    text_fields: tuple[str, ...] = DEFAULT_TEXT_FIELDS
 
 
 Decoded = tuple[Item, list[np.ndarray] | None, str | None]
