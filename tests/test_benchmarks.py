@@ -1,4 +1,6 @@
-"""Smoke tests: the quantizer and image-quality benchmarks still run (tiny sizes, seconds).
+"""Smoke tests: the quantizer, image-quality and visual-quality benchmarks still run (tiny
+sizes, seconds), and the visual-quality benchmark's pure helpers (codec bit matching, expected
+uniform usage, usage crops) against brute force and closed forms.
 
 Timings and quality numbers are not checked here, only that every building block runs and
 the tables come out with a verdict.
@@ -70,3 +72,95 @@ def test_image_quality_benchmark_runs(tmp_path, capsys):
     assert "mmtok VectorQuantizer" in out and ("PASS" in out or "FAIL" in out)
     mean_usage = results["mmtok"]["usage"] + 0.25  # the mean over the two runs is reported
     assert f"{mean_usage:.1%}" in rows[0] and " / " in rows[0][4]
+
+
+def _smooth_image(size: int = 48) -> torch.Tensor:
+    """A generated photo-like image ``[3, size, size]`` in [-1, 1]: gradients plus noise."""
+    g = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(-1, 1, size)
+    base = torch.stack([ramp[:, None] * ramp[None, :], ramp[None, :].expand(size, size),
+                        ramp[:, None].expand(size, size)])  # fmt: skip
+    return (0.7 * base + 0.3 * torch.rand(3, size, size, generator=g) - 0.15).clamp(-1, 1)
+
+
+@pytest.mark.parametrize("budget_frac", [0.0, 0.2, 0.5, 0.9, 1.0])
+def test_jpeg_bit_matching_is_the_largest_fitting_quality(budget_frac):
+    import io
+
+    visual_quality = pytest.importorskip("visual_quality")
+    im = visual_quality.to_pil(_smooth_image())
+
+    def encode(quality: int) -> bytes:
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=quality, optimize=True)
+        return buf.getvalue()
+
+    sizes = {q: len(encode(q)) for q in range(1, 101)}  # brute force over every quality
+    lo, hi = sizes[1], sizes[100]
+    budget = int(lo + budget_frac * (hi - lo))
+    quality, data, fits = visual_quality.fit_quality(encode, budget, 1, 100)
+    assert fits and len(data) <= budget and data == encode(quality)
+    assert quality == max(q for q, n in sizes.items() if n <= budget)
+    # a budget under the lowest quality's size: reported as not fitting, at the lowest quality
+    quality, data, fits = visual_quality.fit_quality(encode, lo - 1, 1, 100)
+    assert (quality, len(data), fits) == (1, lo, False)
+
+
+def test_bit_matching_on_a_step_size_curve():
+    """fit_quality against brute force on a monotone size curve with plateaus."""
+    visual_quality = pytest.importorskip("visual_quality")
+    sizes = {q: 100 + 10 * (q // 3) for q in range(0, 51)}
+    for budget in range(100, 280, 7):
+        quality, data, fits = visual_quality.fit_quality(lambda q: b"x" * sizes[q], budget, 0, 50)
+        assert fits and quality == max(q for q, n in sizes.items() if n <= budget)
+
+
+def test_expected_usage_matches_uniform_draws():
+    visual_quality = pytest.importorskip("visual_quality")
+    assert visual_quality.expected_usage(0, 16384) == 0.0
+    assert visual_quality.expected_usage(16384, 16384) == pytest.approx(1 - 1 / 2.718281828459045)
+    g = torch.Generator().manual_seed(0)
+    for n, k in [(1000, 4096), (4096, 4096), (54784, 16384)]:
+        runs = [len(torch.unique(torch.randint(k, (n,), generator=g))) / k for _ in range(8)]
+        assert sum(runs) / len(runs) == pytest.approx(visual_quality.expected_usage(n, k), abs=0.01)
+
+
+def test_tiles_are_every_non_overlapping_centred_crop():
+    visual_quality = pytest.importorskip("visual_quality")
+    x = torch.arange(3 * 70 * 100, dtype=torch.float32).reshape(3, 70, 100)
+    crops = visual_quality.tiles(x, 32)  # 2 x 3 crops, grid offset (3, 2)
+    assert len(crops) == 6 and all(c.shape == (3, 32, 32) for c in crops)
+    assert torch.equal(crops[0], x[:, 3:35, 2:34]) and torch.equal(crops[-1], x[:, 35:67, 66:98])
+
+
+def test_visual_quality_rows_and_figure(tmp_path):
+    """score() on a tiny f8 tokenizer: a model row with targets and a row per codec; figure."""
+    visual_quality = pytest.importorskip("visual_quality")
+    from PIL import Image
+
+    from mmtok.image.tokenizer import image_tokenizer
+
+    torch.manual_seed(0)
+    tok = image_tokenizer(downsample=8, hidden=8, latent_dim=8, codebook_size=16)
+    tok.train()
+    refs = [
+        visual_quality.eight_bit(_smooth_image(64)),
+        visual_quality.eight_bit(-_smooth_image(64)),
+    ]
+    tok(torch.stack(refs))  # one training forward initialises the codebook
+    rows, recons = visual_quality.score("tiny", tok, refs, refs, speed=False)
+    model, jpeg, webp = rows
+    assert (model.tokens, model.bits, model.downsample) == (64, 256, 8)
+    assert model.usage_tokens == 128 and 0 < model.usage <= 1 and "PSNR >= 23" in model.targets
+    assert "can't fit" in jpeg.quality and "can't fit" in webp.quality  # no file is 32 bytes
+    assert jpeg.bits > model.bits and webp.bits > model.bits  # shown at their lowest quality
+    assert set(recons) == {"tokenizer", "JPEG", "WEBP"} and len(recons["JPEG"]) == 2
+    table = visual_quality.table_rows(rows)
+    assert all(len(r) == len(visual_quality.HEADERS) for r in table)
+    path = tmp_path / "fig.png"
+    visual_quality.write_figure(path, "tiny", refs, recons, ["a.jpg", "b.jpg"], [0, 1])
+    with Image.open(path) as im:
+        assert im.size == (4 * 64, 2 * (64 + 18))
+    assert visual_quality.model_label("runs/image_f8/final") == ("image_f8", "runs/image_f8/final")
+    assert visual_quality.model_label("f8=runs/a/final") == ("f8", "runs/a/final")
+    assert visual_quality.model_label("image-f8") == ("image-f8", "image-f8")
