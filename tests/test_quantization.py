@@ -164,8 +164,9 @@ def test_restart_replaces_exactly_the_dead_codes():
     cb.update_(x, ids)
     # after the EMA step codes 2..7 have count < 0.5? 2..5: 2.5, 6..7: 0.1 -> dead = {6, 7}
     changed = ~torch.isclose(cb.embed, before).all(1)
-    changed_ids = set(torch.nonzero(changed).flatten().tolist())
-    assert {6, 7} <= changed_ids
+    assert changed[6] and changed[7]
+    restarted = {k for k in range(8) if (cb.embed[k] - x).abs().sum(1).min() == 0}
+    assert restarted == {6, 7}  # exactly the dead codes became rows of x, no live code did
     for k in (6, 7):  # the restarted codes are rows of x, EMA state reset
         assert (cb.embed[k] - x).abs().sum(1).min() == 0
         assert cb.cluster_size[k] == 0.5
