@@ -132,12 +132,19 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     def encode(f: str) -> str:
         require_file(f)
-        tok = models.for_file(f, detect_modality(f))
+        modality = detect_modality(f)
+        tok = models.for_file(f, modality)
         dest = out.dest(f, TOKENS_SUFFIX)
-        tokens = tok.encode(read_media(f, tok), n_q=args.n_q)
+        if modality == "audio":  # streamed from disk; channels kept unless --mono
+            from mmtok.audio.stream import encode_file
+
+            tokens = encode_file(tok, f, channels="mono" if args.mono else "keep", n_q=args.n_q)
+        else:
+            tokens = tok.encode(read_media(f, tok), n_q=args.n_q)
         tokens.save(dest)
         out.wrote(dest, f)
-        return f"{f} -> {dest}  grid {list(tokens.grid)} x {tokens.num_codebooks} codes"
+        chans = f" x {tokens.channels} channels" if tokens.channels > 1 else ""
+        return f"{f} -> {dest}  grid {list(tokens.grid)} x {tokens.num_codebooks} codes{chans}"
 
     return _run_batch("encode", args.files, encode)
 
@@ -156,7 +163,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
             raise InputError(f"{f!r} does not name its tokenizer; pass --preset")
         tok = models.get(name)
         dest = out.dest(f, OUTPUT_SUFFIX[tok.modality])
-        write_media(dest, tok.decode(tokens), tok)
+        write_media(dest, tok.decode(tokens), tok, tokens.source_sample_rate)  # file's rate
         out.wrote(dest, f)
         return f"{f} -> {dest}"
 
@@ -231,6 +238,9 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
                    f"(default: the one of each file's modality: {_defaults()})")  # fmt: skip
     e.add_argument("--n-q", type=int, help="code streams to keep, for residual-VQ checkpoints "
                    "(every bundled preset has a single stream)")  # fmt: skip
+    e.add_argument("--mono", action="store_true", help="audio: mix the channels down to one "
+                   "first (default: each channel of a multi-channel file coded alone with a "
+                   "mono tokenizer, decoded back to as many channels)")  # fmt: skip
     e.add_argument("--overwrite", action="store_true", help="replace existing output files")
     e.set_defaults(func=cmd_encode)
 

@@ -91,8 +91,14 @@ def duration_s(x: Tensor, spec: MediaSpec) -> float | None:
     return None
 
 
-def write_media(path: str | os.PathLike, x: Tensor, tokenizer: object) -> None:
-    """Write one decoded sample ``x`` (batch of 1 or unbatched) for ``tokenizer``'s modality."""
+def write_media(
+    path: str | os.PathLike, x: Tensor, tokenizer: object, sample_rate: int | None = None
+) -> None:
+    """Write one decoded sample ``x`` (batch of 1 or unbatched) for ``tokenizer``'s modality.
+
+    sample_rate: audio only, the rate to write at (e.g. ``Tokens.source_sample_rate``); the
+    decoded audio is resampled from the tokenizer's rate when it differs (None or 0: the
+    tokenizer's rate)."""
     modality = getattr(tokenizer, "modality", "")
     x = x[0] if x.dim() in (4, 3) and modality == "image" and x.dim() == 4 else x
     if modality == "image":
@@ -100,9 +106,12 @@ def write_media(path: str | os.PathLike, x: Tensor, tokenizer: object) -> None:
 
         return save_image(path, x)
     if modality == "audio":
-        from mmtok.audio.io import save_audio
+        from mmtok.audio.io import resample_audio, save_audio
 
-        return save_audio(path, x[0] if x.dim() == 3 else x, tokenizer.sample_rate)
+        x, rate = x[0] if x.dim() == 3 else x, tokenizer.sample_rate
+        if sample_rate and sample_rate != rate:
+            x, rate = resample_audio(x, rate, sample_rate).clamp(-1, 1), sample_rate
+        return save_audio(path, x, rate)
     if modality == "video":
         from mmtok.video.io import save_video
 

@@ -177,7 +177,7 @@ def test_encode_clips_equal_per_clip():
     with pytest.raises(InputError, match="clips"):
         tok.encode_clips(torch.zeros(2, 1, 100))
     with pytest.raises(InputError, match=r"clips\[1\]"):
-        tok.encode_clips([clips[0], torch.zeros(2, 100)])
+        tok.encode_clips([clips[0], torch.full((1, 100), float("nan"))])
 
 
 def test_stereo_and_bad_inputs():

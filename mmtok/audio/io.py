@@ -2,7 +2,9 @@
 
 WAV / FLAC / OGG / MP3 and the other libsndfile formats are read with soundfile (integer and
 float PCM); audio tracks of containers libsndfile cannot open (MP4 / M4A / MKV / WebM ...)
-are decoded with PyAV. Resampling is ``torchaudio.functional.resample`` (sinc, its defaults).
+are decoded with PyAV. Resampling is ``torchaudio.functional.resample``'s filter (sinc, its
+defaults), applied so that every output sample is bit-identical however the file is cut
+into blocks (``_resample``): ``iter_audio_blocks`` gives exactly ``load_audio``'s samples.
 
 Channel policy (``channels``): ``"mono"`` mixes down by the mean over channels, ``"keep"``
 keeps the file's channels, an int ``N`` gives exactly N channels: a mono file is repeated N
@@ -17,6 +19,7 @@ Shapes: C channels, T samples at the requested ``sample_rate``, F frames at the 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -29,7 +32,8 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+import torch.nn.functional as F
+from torchaudio.functional.functional import _get_sinc_resample_kernel
 
 from mmtok.errors import InputError
 from mmtok.fileutil import atomic_path, require_file
@@ -43,6 +47,7 @@ __all__ = [
     "audio_info",
     "iter_audio_blocks",
     "load_audio",
+    "resample_audio",
     "save_audio",
 ]
 
@@ -57,6 +62,7 @@ WRITE_FORMATS = {
 # torchaudio.functional.resample defaults, needed to know how far its filter reaches.
 _LOWPASS_WIDTH, _ROLLOFF = 6, 0.99
 _MAX_KERNEL = 1 << 24  # floats in a resampling kernel (64 MiB)
+_CHUNK_FLOATS = 1 << 21  # floats of filter rows per channel in one resampling GEMM (8 MiB)
 
 
 class ClippingWarning(UserWarning):
@@ -236,11 +242,41 @@ def _resample_plan(src: int, dst: int, path: PathLike) -> tuple[int, int, int]:
     return o, n, width
 
 
+@functools.lru_cache(maxsize=8)
+def _sinc_kernel(src: int, dst: int) -> torch.Tensor:
+    """torchaudio's resampling filter for src -> dst Hz as ``[K, n]`` (K = 2 width + o taps
+    per output phase, n phases), the same taps ``AF.resample`` uses with its defaults."""
+    g = math.gcd(src, dst)
+    kernel, _ = _get_sinc_resample_kernel(
+        src, dst, g, _LOWPASS_WIDTH, _ROLLOFF, "sinc_interp_hann", None, "cpu", torch.float32
+    )
+    return kernel[:, 0].t().contiguous()  # [n, 1, K] -> [K, n]
+
+
 def _resample(x: torch.Tensor, src: int, dst: int, path: PathLike) -> torch.Tensor:
+    """``[C, F]`` at src Hz -> ``[C, T]`` at dst Hz: ``AF.resample`` with its defaults (same
+    filter, zero padding and output length), computed so each output sample is bit-identical
+    however the input is cut: periods of the signal are rows of one GEMM ``[rows, K] @ [K, n]``
+    whose rows are padded to a multiple of 16 (MKL rounds a row the same for any row count
+    >= 8, see ``AudioTokenizer._quantize_rows``); ``AF.resample``'s conv1d rounds differently
+    for different lengths. Runs in chunks of rows, so memory stays ~2x the input."""
     if src == dst:
         return x
-    _resample_plan(src, dst, path)
-    return AF.resample(x, src, dst)
+    o, n, width = _resample_plan(src, dst, path)
+    kernel = _sinc_kernel(src, dst).to(x.dtype)  # [K, n]
+    taps = kernel.shape[0]
+    xp = F.pad(x, (width, width + o))  # [C, F + 2 width + o], as torchaudio pads
+    periods = (xp.shape[1] - taps) // o + 1
+    chunk = max(16, (_CHUNK_FLOATS // taps) // 16 * 16)
+    out = []
+    for j0 in range(0, periods, chunk):
+        j1 = min(periods, j0 + chunk)
+        rows = xp[:, j0 * o : (j1 - 1) * o + taps].unfold(1, taps, o)  # [C, j1 - j0, K]
+        rows = F.pad(rows, (0, 0, 0, -(j1 - j0) % 16)).contiguous()
+        out.append((rows @ kernel)[:, : j1 - j0].flatten(1))  # [C, (j1 - j0) * n]
+    # torchaudio's output length, rounded in float32 as it does
+    length = int(torch.ceil(torch.as_tensor(n * x.shape[1] / o)))
+    return torch.cat(out, 1)[:, :length]
 
 
 # ---------------------------------------------------------------- public API
@@ -287,8 +323,8 @@ def iter_audio_blocks(
 
     The file is read block by block (never whole) at its own rate; each block is read with a
     margin of whole resampling periods on both sides so that its resampled core equals the
-    same span of ``load_audio(path, sample_rate, channels).samples`` (same filter, same zero
-    padding at the file's ends; differences are float rounding, ~1e-6). ``block_s`` is
+    same span of ``load_audio(path, sample_rate, channels).samples`` bit for bit (same filter,
+    same zero padding at the file's ends, the same rounding: see ``_resample``). ``block_s`` is
     rounded to a whole number of periods (src/gcd frames, at most 1 s); the last block is
     shorter. Containers read through PyAV are decoded whole and then cut into blocks.
     Arguments are checked now; file errors may surface while iterating.
@@ -334,6 +370,15 @@ def _sf_blocks(
             keep = min(periods * n, total_out - start // o * n)
             yield y[:, skip : skip + keep].clamp(-1.0, 1.0).contiguous()
     _warn_clipped(p, n_clipped, n_frames * info.channels)
+
+
+def resample_audio(samples: torch.Tensor, src: int, dst: int) -> torch.Tensor:
+    """Float ``[C, T]`` at ``src`` Hz -> ``[C, T']`` at ``dst`` Hz with the filter ``load_audio``
+    uses (``T' = ceil(T * dst / src)``); InputError for rates outside 1..768000 or a pair
+    with no small common ratio."""
+    src = _check_rate(src, "resample_audio", "src", MAX_SOURCE_RATE)
+    dst = _check_rate(dst, "resample_audio", "dst", MAX_SOURCE_RATE)
+    return _resample(samples, src, dst, "resample_audio")
 
 
 def save_audio(

@@ -20,11 +20,13 @@ import inspect
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from mmtok.audio.model import AudioDecoder, AudioEncoder
@@ -115,14 +117,18 @@ class AudioTokenizer(Tokenizer):
     def _plan(self, frames: int, window: int) -> list[tuple[int, int, int, int]]:
         """Windows ``(start, stop, first, end)``: samples [start, stop) (hop-aligned) give
         frames [first, end) exactly; ``frames`` = the padded clip's frame count."""
-        plan = []
-        for first in range(0, frames, window):
-            end = min(frames, first + window)
-            a, b = self.encoder.input_span(first, end - 1)  # samples read, inclusive
-            start = max(0, a // self.hop) * self.hop
-            stop = min(frames, -(-(b + 1) // self.hop)) * self.hop
-            plan.append((start, stop, first, end))
-        return plan
+        return [self.window_at(first, window, frames) for first in range(0, frames, window)]
+
+    def window_at(
+        self, first: int, window: int, frames: int | None = None
+    ) -> tuple[int, int, int, int]:
+        """The window ``(start, stop, first, end)`` of ``_plan`` that begins at frame ``first``;
+        ``frames`` None: a clip not known to end before the window's span (a stream)."""
+        end = first + window if frames is None else min(frames, first + window)
+        a, b = self.encoder.input_span(first, end - 1)  # samples read, inclusive
+        stop = -(-(b + 1) // self.hop)
+        stop = stop if frames is None else min(frames, stop)
+        return max(0, a // self.hop) * self.hop, stop * self.hop, first, end
 
     @staticmethod
     def _slice(x: Tensor, start: int, stop: int) -> Tensor:
@@ -139,24 +145,37 @@ class AudioTokenizer(Tokenizer):
             for start, stop, first, end in self._plan(math.ceil(clip.shape[1] / self.hop), window):
                 jobs.setdefault(stop - start, []).append((i, start, stop, first, end))
         out: list[Tensor | None] = [None] * len(clips)
-        stack = clips[0].device.type == "cpu"  # cuDNN picks algorithms by batch size: no stacking
         for length, group in sorted(jobs.items()):
-            per_call = max(1, self.batch_samples // length) if stack else 1
+            per_call = self.windows_per_call(length, clips[0].device)
             for k in range(0, len(group), per_call):
                 calls = group[k : k + per_call]
-                z = self.encoder(
-                    torch.stack([self._slice(clips[i], s, e) for i, s, e, _, _ in calls])
-                )
-                kept = [z[j, :, f - s // self.hop : e - s // self.hop]  # [D, frames kept]
-                        for j, (_, s, _, f, e) in enumerate(calls)]  # fmt: skip
-                ids = self._quantize_rows(torch.cat(kept, 1).t(), n_q).t()  # [Q, n]
-                for (i, _, _, f, e), part in zip(calls, ids.split([x.shape[1] for x in kept], 1),
-                                                 strict=True):  # fmt: skip
+                segments = [self._slice(clips[i], s, e) for i, s, e, _, _ in calls]
+                keep = [(f - s // self.hop, e - s // self.hop) for _, s, _, f, e in calls]
+                parts = self.encode_windows(segments, keep, n_q)
+                for (i, _, _, f, e), part in zip(calls, parts, strict=True):
                     if out[i] is None:
                         t = math.ceil(clips[i].shape[1] / self.hop)
-                        out[i] = ids.new_zeros(ids.shape[0], t)
+                        out[i] = part.new_zeros(part.shape[0], t)
                     out[i][:, f:e] = part
         return out  # type: ignore[return-value]
+
+    def windows_per_call(self, length: int, device: torch.device) -> int:
+        """Windows of ``length`` samples stacked into one encoder call: up to ``batch_samples``
+        on CPU; 1 on GPU (cuDNN picks algorithms by batch size, which would change ids)."""
+        return max(1, self.batch_samples // length) if device.type == "cpu" else 1
+
+    def encode_windows(
+        self, segments: Sequence[Tensor], keep: Sequence[tuple[int, int]], n_q: int | None
+    ) -> list[Tensor]:
+        """Equal-length windows ``[C, L]`` (L a multiple of the hop) -> ids ``[Q, b - a]`` of
+        latent frames ``[a, b)`` of each, in one encoder call; run under ``eval_mode``.
+
+        The building block of exact windows (``encode``, ``mmtok.audio.stream``): a window
+        that holds the ``input_span`` of its kept frames gives the ids of a single pass."""
+        z = self.encoder(torch.stack(list(segments)))  # [n, D, L / hop]
+        kept = [z[j, :, a:b] for j, (a, b) in enumerate(keep)]  # [D, frames kept] each
+        ids = self._quantize_rows(torch.cat(kept, 1).t(), n_q).t()  # [Q, sum of frames]
+        return list(ids.split([b - a for a, b in keep], 1))
 
     def _quantize_rows(self, z: Tensor, n_q: int | None) -> Tensor:
         """``z`` ``[n, D]`` -> ids ``[n, Q]``, each row's ids independent of the others'.
@@ -170,10 +189,17 @@ class AudioTokenizer(Tokenizer):
         blocks = [z] if cpu else z.split(GPU_ROWS)
         return torch.cat([self.quantizer.encode(b[None], n_q=n_q)[0] for b in blocks])[:n]
 
-    def _tokens(self, ids: Tensor, size: int) -> Tokens:
-        return Tokens(
-            ids, (size,), self.codebook_size, self.modality, self.fingerprint(), self.name
-        )
+    def make_tokens(self, ids: Tensor, size: int, channels: int = 1) -> Tokens:
+        """Tokens of ids ``[B, G * Q, t]`` (G = ``channels`` groups coded alone) for T = size."""
+        return Tokens(ids, (size,), self.codebook_size, self.modality, self.fingerprint(),
+                      self.name, channels=channels)  # fmt: skip
+
+    def _fold(self, x: Tensor) -> tuple[Tensor, int]:
+        """``[B, C, T]`` -> (``[B * C, 1, T]``, C) when a mono model gets C > 1 channels (each
+        coded alone); else (x, 1)."""
+        if self.channels == 1 and isinstance(x, Tensor) and x.ndim == 3 and x.shape[1] > 1:
+            return rearrange(x, "b c t -> (b c) 1 t"), x.shape[1]
+        return x, 1
 
     def encode(self, x: Tensor, *, n_q: int | None = None, window: int | None = None) -> Tokens:
         """``x`` ``[B, C, T]`` float in [-1, 1] -> Tokens (ids ``[B, Q, ceil(T / hop)]`` int64).
@@ -182,13 +208,19 @@ class AudioTokenizer(Tokenizer):
         (default ``window_samples // hop``); the ids do not depend on it. Eval behaviour,
         deterministic and batch-invariant; clips of different lengths: ``encode_clips``.
         Floating input of any dtype is cast to the model's (``Tokenizer.cast_input``).
+
+        A mono model (``channels == 1``) given C > 1 channels codes each channel alone: ids
+        ``[B, C * Q, t]``, channel c's Q streams at ``[:, c*Q:(c+1)*Q]`` (equal to encoding
+        that channel by itself), ``Tokens.channels == C``; ``decode`` gives C channels back.
         """
+        x, groups = self._fold(x)
         self.check_input(x)
         x, w = self.cast_input(x), self._window_frames(window)
         with eval_mode(self):
             ids = self._encode_ids(list(x), n_q, w)
         ids = torch.stack(ids) if len(ids) > 1 else ids[0][None]  # no copy for one clip
-        return self._tokens(ids, x.shape[2])
+        ids = rearrange(ids, "(b g) q t -> b (g q) t", g=groups)  # a view
+        return self.make_tokens(ids, x.shape[2], groups)
 
     def encode_clips(
         self, clips: Sequence[Tensor], *, n_q: int | None = None, window: int | None = None
@@ -196,23 +228,38 @@ class AudioTokenizer(Tokenizer):
         """Clips ``[C, T_i]`` of any lengths -> one Tokens (ids ``[1, Q, t_i]``) per clip.
 
         Encoded together (windows of equal length stacked), with the ids of each clip alone.
+        A mono model codes each channel of a multi-channel clip alone, as ``encode`` does.
         """
         if isinstance(clips, Tensor) or not len(clips):
             raise InputError("clips: expected a non-empty list of [C, T] tensors")
+        folded = []  # (clip [B * C, 1, T] or [1, C, T], C or 1) per clip
         for i, clip in enumerate(clips):
-            self.check_input(clip[None] if isinstance(clip, Tensor) else clip, f"clips[{i}]")
+            folded.append(self._fold(clip[None] if isinstance(clip, Tensor) else clip))
+            self.check_input(folded[-1][0], f"clips[{i}]")
         w = self._window_frames(window)
         with eval_mode(self):
-            ids = self._encode_ids([self.cast_input(c) for c in clips], n_q, w)
-        return [self._tokens(t[None], c.shape[1]) for t, c in zip(ids, clips, strict=True)]
+            ids = self._encode_ids([self.cast_input(c) for x, _ in folded for c in x], n_q, w)
+        out, i = [], 0
+        for x, groups in folded:
+            t = rearrange(torch.stack(ids[i : i + groups]), "g q t -> 1 (g q) t")
+            out.append(self.make_tokens(t, x.shape[2], groups))
+            i += groups
+        return out
 
     # --- decode -------------------------------------------------------------------------
     def decode(self, tokens: Tokens | Tensor, *, window: int | None = None) -> Tensor:
         """Tokens (or ids ``[B, Q, t]``) -> ``[B, C, T]`` float in [-1, 1] (cropped to T).
 
         window: frames per decoder window (default ``window_samples // hop``); each window
-        reads the latent frames its samples depend on, so the output has no seams.
+        reads the latent frames its samples depend on, so the output has no seams. Tokens with
+        ``channels`` G > 1 (a mono model's channels coded alone) decode to G channels.
         """
+        groups = tokens.channels if isinstance(tokens, Tokens) else 1
+        if groups > 1:
+            ids, _ = self.unpack_tokens(tokens, 1)
+            ids = rearrange(ids, "b (g q) t -> (b g) q t", g=groups)
+            y = self.decode(replace(tokens, ids=ids, channels=1), window=window)
+            return rearrange(y, "(b g) c t -> b (g c) t", g=groups)
         ids, size = self.unpack_tokens(tokens, 1)
         size = size[0] if size else ids.shape[2] * self.hop
         w, t, hop = self._window_frames(window), ids.shape[2], self.hop

@@ -5,7 +5,10 @@ Legend: B batch, L flattened length of one level (Q codes per grid position, adj
 A row's ``tokens`` are the sample's segments in order: a text segment is the text tokenizer's
 ids, unchanged; a media segment is ``<modality> level_0 ... level_n </modality>``, each level's
 flattened ids plus their code stream's offset. ``grid`` holds every level's grid of every media
-segment, and ``input_size`` every media segment's original size, concatenated in that order.
+segment, and ``input_size`` every media segment's original size, concatenated in that order;
+``source_sample_rate`` / ``source_channels`` hold one entry per media segment: an audio file's
+own rate and channel count (what it was before it was read at the tokenizer's rate and
+channels), 0 for images and video.
 Samples with one media segment of the same modality and shape are encoded in one batch (ids are
 batch-invariant, so batching never changes them); the others one media segment at a time.
 """
@@ -103,6 +106,9 @@ def make_row(item: Item, media: list[MediaCodes], tk: JobTokenizers) -> dict:
         size += mc.input_size
         seconds.append(mc.duration_s)
     tokens = np.concatenate(parts).astype(tk.vocab.dtype())
+    from mmtok.audio.io import audio_info  # header only; torchaudio loads with audio
+
+    sources = [audio_info(path) if m == "audio" else None for m, path in item.media()]
     names = dict.fromkeys(mc.encoder.name for mc in media)  # in order, once each
     timed = [s for s in seconds if s is not None]
     return {
@@ -110,4 +116,6 @@ def make_row(item: Item, media: list[MediaCodes], tk: JobTokenizers) -> dict:
         "tokenizer": ";".join(names), "grid": grid, "input_size": size,
         "duration_s": sum(timed) if timed else None, "num_tokens": int(tokens.size),
         "tokens": tokens,
+        "source_sample_rate": [s["sample_rate"] if s else 0 for s in sources],
+        "source_channels": [s["channels"] if s else 0 for s in sources],
     }  # fmt: skip
