@@ -265,17 +265,18 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_prep(sub: argparse._SubParsersAction) -> None:
-    from mmtok.presets import default_preset
+    from mmtok.data.encoders import default_tokenizers
 
     pr = sub.add_parser("prep", help="media folders / manifests -> token shards",
                         formatter_class=_Help)  # fmt: skip
     pr.add_argument("inputs", nargs="+", help="folders and/or .jsonl manifests")
     pr.add_argument("-o", "--output", required=True, help="output folder")
+    defaults = default_tokenizers()
     for m in ("image", "audio", "video"):
-        levels = "; or comma-separated audio levels, e.g. audio-hop8,audio-hop32,audio-hop128"
+        levels = "; or comma-separated levels (one vocabulary range each)"
         pr.add_argument(f"--{m}-tokenizer", help=f"preset ({_presets(m)}) or checkpoint folder "
-                        f"for {m} files (default, when no tokenizer is named: "
-                        f"{default_preset(m)})" + (levels if m == "audio" else ""))  # fmt: skip
+                        f"for {m} files (default, when no tokenizer is named: {defaults.get(m)})"
+                        + (levels if m == "audio" else ""))  # fmt: skip
     pr.add_argument("--vocab", help="vocab.json of an existing dataset: prep more of it in the "
                     "same ids (its tokenizers serve the modalities not named; a mismatch is an "
                     "error)")  # fmt: skip

@@ -73,7 +73,7 @@ PRESETS: dict[str, Preset] = {
         "TRAINING_MEDIA (recipes/image_f8.yaml, trained on an H100)",
         "4bf21c570c59bf438a9f4a09cf02fca169652644ac744f12c9ba82bfc54704f4",
         rate="1 token per 8x8 pixels (1,024 for 256x256), 12 bits each",
-        quality="PSNR 29.70 dB",
+        quality="PSNR 29.43 dB, SSIM 0.808, 99.4 % codes used",
         pick="the default image tokenizer: photos for sequence models",
         default=True,
     ),
@@ -83,7 +83,7 @@ PRESETS: dict[str, Preset] = {
         "TRAINING_MEDIA (recipes/image_f16.yaml, trained on an H100)",
         "f7519edec29d0417f4a008450419f08f55abc9928bc3d23fbcd7d71f27744b42",
         rate="1 token per 16x16 pixels (256 for 256x256), 14 bits each",
-        quality="PSNR 25.70 dB",
+        quality="PSNR 25.57 dB, SSIM 0.663, 74.3 % codes used",
         pick="for the shortest image sequences (256 tokens per 256x256)",
     ),
     "music44-hop8": Preset(

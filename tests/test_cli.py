@@ -179,8 +179,8 @@ def test_info_without_a_name_lists_the_presets(capsys):
         ("encode", ["image-f8", "music44-hop32", "video-small", "--overwrite"]),
         ("decode", ["audio-hop128", "--overwrite"]),
         ("info", ["audio-hop8", "video-small"]),
-        ("prep", ["(default: 256)", "(default: parquet)", "(default: 8)", "image-f8",
-                  "music44-hop32", "audio-hop8", "music44-hop8,music44-hop32,music44-hop128"]),
+        ("prep", ["(default: 256)", "(default: parquet)", "(default: 8)", "named: image-f8)",
+                  "named: music44-hop8,music44-hop32,music44-hop128)", "audio-hop8"]),
         ("demo", ["(default: mmtok-demo)", "image-f8"]),
     ],
 )  # fmt: skip

@@ -130,15 +130,15 @@ def test_residual_vq_gets_one_range_per_code_stream(tmp_path):
 
 
 def test_no_tokenizer_named_gives_every_modalitys_default(tmp_path):
-    from mmtok.presets import default_preset
+    from mmtok.presets import MUSIC_LEVELS, default_preset
 
     media = tmp_path / "media"
     media.mkdir()
     save_image(media / "a.png", torch.rand(3, 16, 16) * 2 - 1)
     run_prep(PrepJob([str(media)], str(tmp_path / "out"), workers=0))
     vocab = Vocabulary.load(tmp_path / "out" / "vocab.json")
-    defaults = {m: default_preset(m) for m in ("image", "audio", "video")}
-    assert vocab.tokenizers() == {m: n for m, n in defaults.items() if n}
+    defaults = {m: default_preset(m) for m in ("image", "video")}
+    assert vocab.tokenizers() == {**defaults, "audio": ",".join(MUSIC_LEVELS)}  # music levels
 
 
 def test_input_without_a_tokenizer_is_refused_before_writing(tmp_path, ckpts):

@@ -1,9 +1,10 @@
 """The tokenizers of a prep job and the vocabulary they define.
 
 Which tokenizers a job uses depends only on what it names, never on the files it reads:
-the tokenizers named per modality; with none named, every modality's default preset; with a
-reused ``vocab.json`` (``--vocab``), the tokenizers it records for what is not named (the text
-tokenizer included). An input whose modality has no tokenizer, or text without a text
+the tokenizers named per modality; with none named, every modality's default
+(``default_tokenizers``: the default preset; for audio the three 44.1 kHz music levels); with
+a reused ``vocab.json`` (``--vocab``), the tokenizers it records for what is not named (the
+text tokenizer included). An input whose modality has no tokenizer, or text without a text
 tokenizer, is refused before anything is written.
 """
 
@@ -45,17 +46,24 @@ class JobTokenizers:
 
 def tokenizer_names(named: dict[str, str], reuse: Vocabulary | None = None) -> dict[str, str]:
     """modality -> preset / checkpoint of a job (see the module docstring)."""
-    from mmtok.presets import default_preset
-
     unknown = sorted(set(named) - set(MODALITIES))
     if unknown:
         raise InputError(f"tokenizers: unknown modality {unknown[0]!r} (expected one of "
                          f"{list(MODALITIES)})")  # fmt: skip
     if reuse is not None:
         return {**reuse.tokenizers(), **named}
-    if named:
-        return dict(named)
-    return {m: name for m in MODALITIES if (name := default_preset(m)) is not None}
+    return dict(named) if named else default_tokenizers()
+
+
+def default_tokenizers() -> dict[str, str]:
+    """modality -> the tokenizer prep uses when none is named: the default preset, and for
+    audio the three 44.1 kHz Jukebox levels (``mmtok.presets.MUSIC_LEVELS``) when bundled."""
+    from mmtok.presets import MUSIC_LEVELS, default_preset, list_presets
+
+    defaults = {m: name for m in MODALITIES if (name := default_preset(m)) is not None}
+    if "audio" in defaults and set(MUSIC_LEVELS) <= set(list_presets()):
+        defaults["audio"] = ",".join(MUSIC_LEVELS)
+    return defaults
 
 
 def load_levels(name: str) -> list:
