@@ -87,8 +87,9 @@ def test_megatron_shards_read_by_megatron_core(tmp_path, media, tiny_image_ckpt)
 
 def test_int32_when_ids_pass_uint16_and_empty_shard(tmp_path):
     rng = np.random.default_rng(0)
-    rows = [{"key": f"k{i}", "source": "s", "modality": "image", "tokenizer": "t", "grid": [n],
-             "input_size": [n], "duration_s": None, "num_tokens": n,
+    rows = [{"key": f"k{i}", "source": "s", "source_rel": "s", "split": "train",
+             "modality": "image", "tokenizer": "t", "grid": [n], "input_size": [n],
+             "duration_s": None, "source_sample_rate": [0], "source_channels": [0], "num_tokens": n,
              "tokens": rng.integers(0, 70_000, n).astype(np.uint32)}
             for i, n in enumerate((5, 1, 9))]  # fmt: skip
     WRITERS["megatron"](tmp_path / "big.idx", rows, np.dtype(np.uint32))

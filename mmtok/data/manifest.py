@@ -38,13 +38,15 @@ class Item:
     """One sample. path: the media file (a document: ``manifest:line``); modality: the
     media's ("document" for an interleaved document). segments: (kind, value) pairs in sample
     order, kind "text" (value: the text) or a modality (value: a media path); empty for a
-    sample that is its media alone."""
+    sample that is its media alone. rel: ``path`` relative to its input root (the folder, or
+    as the manifest line wrote it; a document: ``MANIFEST-NAME:line``)."""
 
     key: str
     path: str
     modality: str
     split: str = "train"
     segments: tuple[tuple[str, str], ...] = ()
+    rel: str = ""
 
     def parts(self) -> tuple[tuple[str, str], ...]:
         """The sample's segments, a media-only item included."""
@@ -74,7 +76,8 @@ def _from_folder(root: Path) -> list[Item]:
     for p in sorted(root.rglob("*")):
         if p.is_file() and p.suffix.lower() in known and not p.name.startswith("."):
             rel = p.relative_to(root).as_posix()
-            items.append(Item(make_key(f"{root.name}/{rel}"), str(p), detect_modality(p)))
+            items.append(Item(make_key(f"{root.name}/{rel}"), str(p), detect_modality(p),
+                              rel=rel))  # fmt: skip
     return items
 
 
@@ -127,7 +130,7 @@ def _from_manifest(path: Path, fields: tuple[str, ...] | None, seen: set[str]) -
         if isinstance(row, dict) and "segments" in row:
             segs = [(k, v if k == "text" else _resolve(path, v)) for k, v in _document(row, where)]
             key = check_key(str(row.get("key") or make_key(f"{path.stem}/line{n:06d}")), where)
-            items.append(Item(key, f"{path}:{n}", DOCUMENT, split, tuple(segs)))
+            items.append(Item(key, f"{path}:{n}", DOCUMENT, split, tuple(segs), f"{path.name}:{n}"))
             continue
         if not isinstance(row, dict) or not isinstance(row.get("path"), str):
             raise InputError(f"{where}: expected an object with a 'path' string or a "
@@ -136,7 +139,7 @@ def _from_manifest(path: Path, fields: tuple[str, ...] | None, seen: set[str]) -
         key = check_key(str(row.get("key") or make_key(row["path"])), where)
         modality = row.get("modality") or detect_modality(media)
         segs = _text_around(row, (modality, media), fields, where, seen) if fields else ()
-        items.append(Item(key, media, modality, split, segs))
+        items.append(Item(key, media, modality, split, segs, row["path"]))
     return items
 
 

@@ -133,8 +133,10 @@ def _sha256(obj: object) -> str:
 
 
 def _item_record(item: Item) -> dict:
-    """An item as plan digests record it (media-only items as before segments existed)."""
+    """An item as plan digests record it (media-only items as before segments existed;
+    ``rel`` follows from the path and inputs, so folders prepped before it still match)."""
     record = asdict(item)
+    del record["rel"]
     if not item.segments:
         del record["segments"]
     return record

@@ -27,7 +27,7 @@ from mmtok.data.rows import batches, encode_group
 from mmtok.errors import InputError
 from mmtok.media import MediaSpec
 
-_ITEM_FIELDS = ("key", "path", "modality", "split")  # + segments, as JSON
+_ITEM_FIELDS = ("key", "path", "modality", "split", "rel")  # + segments, as JSON
 # what the actors send back per item: its index, the row as JSON (tokens apart), the tokens'
 # bytes, or the failure reason
 _DECODE_CALLS = 64
@@ -45,7 +45,7 @@ def _import_ray():  # noqa: ANN202 (the ray module; imported lazily, it is an op
 
 def _item(row: dict) -> Item:
     segments = tuple(tuple(s) for s in json.loads(row["segments"]))
-    return Item(*(row[f] for f in _ITEM_FIELDS), segments)
+    return Item(**{f: row[f] for f in _ITEM_FIELDS}, segments=segments)
 
 
 def _npy(x: np.ndarray) -> bytes:

@@ -8,7 +8,8 @@ flattened ids plus their code stream's offset. ``grid`` holds every level's grid
 segment, and ``input_size`` every media segment's original size, concatenated in that order;
 ``source_sample_rate`` / ``source_channels`` hold one entry per media segment: an audio file's
 own rate and channel count (what it was before it was read at the tokenizer's rate and
-channels), 0 for images and video.
+channels), 0 for images and video. ``split`` is the manifest's (``train`` by default) and
+``source_rel`` the source path relative to its input root (see ``Item.rel``).
 Samples with one media segment of the same modality and shape are encoded in one batch (ids are
 batch-invariant, so batching never changes them); the others one media segment at a time.
 """
@@ -112,7 +113,8 @@ def make_row(item: Item, media: list[MediaCodes], tk: JobTokenizers) -> dict:
     names = dict.fromkeys(mc.encoder.name for mc in media)  # in order, once each
     timed = [s for s in seconds if s is not None]
     return {
-        "key": item.key, "source": item.path, "modality": item.modality,
+        "key": item.key, "source": item.path, "source_rel": item.rel, "split": item.split,
+        "modality": item.modality,
         "tokenizer": ";".join(names), "grid": grid, "input_size": size,
         "duration_s": sum(timed) if timed else None, "num_tokens": int(tokens.size),
         "tokens": tokens,

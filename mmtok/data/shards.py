@@ -1,9 +1,11 @@
 """Shard writers (Parquet, WebDataset tar, Megatron indexed) and the row schema; readable
 without mmtok.
 
-A row: key, source, modality, tokenizer, grid (list of ints per level, concatenated),
-input_size, duration_s (audio/video seconds, null for images), num_tokens, and ``tokens``
-(the flattened ids with offsets and markers, the vocabulary's smallest unsigned int type).
+A row: key, source, source_rel (the source relative to its input root), split, modality,
+tokenizer, grid (list of ints per level, concatenated), input_size, duration_s (audio/video
+seconds, null for images), source_sample_rate / source_channels (per media segment: an audio
+file's own rate and channels, 0 otherwise), num_tokens, and ``tokens`` (the flattened ids with
+offsets and markers, the vocabulary's smallest unsigned int type).
 Each shard is written to a temporary file and renamed into place, so a shard that exists is
 complete. Megatron shards (``mmtok.data.megatron``) are ``shard-NNNNN.bin`` + ``.idx`` with
 the other fields in ``shard-NNNNN.rows.jsonl``; the ``.idx``, written last, marks them done.
@@ -25,7 +27,8 @@ from mmtok.data.megatron import read_megatron, write_megatron
 from mmtok.fileutil import atomic_path
 
 FORMATS = {"parquet": ".parquet", "webdataset": ".tar", "megatron": ".idx"}
-META_FIELDS = ("key", "source", "modality", "tokenizer", "grid", "input_size", "duration_s",
+META_FIELDS = ("key", "source", "source_rel", "split", "modality", "tokenizer", "grid",
+               "input_size", "duration_s", "source_sample_rate", "source_channels",
                "num_tokens")  # fmt: skip
 
 
@@ -35,10 +38,12 @@ def shard_path(out_dir: Path, index: int, fmt: str) -> Path:
 
 def _schema(dtype: np.dtype) -> pa.Schema:
     return pa.schema([
-        ("key", pa.string()), ("source", pa.string()), ("modality", pa.string()),
-        ("tokenizer", pa.string()), ("grid", pa.list_(pa.int32())),
-        ("input_size", pa.list_(pa.int32())), ("duration_s", pa.float64()),
-        ("num_tokens", pa.int64()), ("tokens", pa.list_(pa.from_numpy_dtype(dtype))),
+        ("key", pa.string()), ("source", pa.string()), ("source_rel", pa.string()),
+        ("split", pa.string()), ("modality", pa.string()), ("tokenizer", pa.string()),
+        ("grid", pa.list_(pa.int32())), ("input_size", pa.list_(pa.int32())),
+        ("duration_s", pa.float64()), ("source_sample_rate", pa.list_(pa.int32())),
+        ("source_channels", pa.list_(pa.int32())), ("num_tokens", pa.int64()),
+        ("tokens", pa.list_(pa.from_numpy_dtype(dtype))),
     ])  # fmt: skip
 
 
