@@ -14,7 +14,7 @@ mono numbers are per channel). Per model (and per ``n_q`` for residual VQ):
   and codebook usage: the fewest codes used by any codebook stream over all clips, as % of K;
 - the same clips through **Opus** (PyAV ``libopus``, CBR, 48 kHz, 20 ms frames) at the same
   bitrate, or at Opus's 6 kbit/s floor when the model's is lower (then Opus has more bits),
-  decoded, resampled back and aligned (the codec delay is found by cross-correlation).
+  decoded, resampled back and aligned (``mmtok.codecs.opus_roundtrip``).
 
 Prints a table; ``--json FILE`` writes it too. Not a timed test: quality only.
 """
@@ -30,13 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
 
 from mmtok.audio.io import ClippingWarning, load_audio
 from mmtok.checkpoint import load_pretrained
+from mmtok.codecs import opus_bitrate, opus_roundtrip
 from mmtok.metrics import mel_distance, si_snr, snr
-
-OPUS_RATE, OPUS_FLOOR = 48000, 6000
 
 
 @dataclass
@@ -71,48 +69,6 @@ def excerpt(path: Path, rate: int, seconds: float) -> torch.Tensor:
     return x[:, start : start + n].contiguous()
 
 
-def opus_roundtrip(x: torch.Tensor, rate: int, bitrate: int) -> torch.Tensor:
-    """``[1, T]`` at ``rate`` through libopus CBR at ``bitrate`` b/s, back at ``rate``,
-    delay-compensated (lag by cross-correlation) and cut to T."""
-    import av
-
-    y48 = AF.resample(x, rate, OPUS_RATE)[0].numpy().astype(np.float32)
-    enc = av.CodecContext.create("libopus", "w")
-    enc.sample_rate, enc.layout, enc.format = OPUS_RATE, "mono", "flt"
-    enc.bit_rate, enc.options = bitrate, {"vbr": "off", "frame_duration": "20"}
-    dec = av.CodecContext.create("libopus", "r")
-    dec.sample_rate, dec.layout = OPUS_RATE, "mono"
-    out, hop = [], 960
-    pad = np.concatenate([y48, np.zeros(4 * hop, np.float32)])
-    for i in range(0, len(pad) - hop + 1, hop):
-        frame = av.AudioFrame.from_ndarray(pad[None, i : i + hop], format="flt", layout="mono")
-        frame.sample_rate, frame.pts = OPUS_RATE, i
-        for packet in enc.encode(frame):
-            out += [_samples(f) for f in dec.decode(packet)]
-    for packet in enc.encode(None):
-        out += [_samples(f) for f in dec.decode(packet)]
-    z = torch.from_numpy(np.concatenate(out).astype(np.float32))[None]
-    z = AF.resample(z, OPUS_RATE, rate)
-    return align(x, z)
-
-
-def _samples(frame) -> np.ndarray:  # noqa: ANN001 (av.AudioFrame)
-    """A decoded mono frame as float32 in [-1, 1] (libopus decodes to s16 or flt)."""
-    a = frame.to_ndarray().reshape(-1)
-    return a.astype(np.float32) / 32768.0 if a.dtype == np.int16 else a.astype(np.float32)
-
-
-def align(x: torch.Tensor, z: torch.Tensor, max_lag: int = 4096) -> torch.Tensor:
-    """``z`` shifted by the lag in [0, max_lag] that best correlates with ``x``, cut to x."""
-    n = x.shape[1]
-    a = x[0, : min(n, 1 << 16)]
-    best = max(range(0, max_lag + 1, 1),
-               key=lambda k: float((a[: len(a)] * z[0, k : k + len(a)]).sum())
-               if z.shape[1] >= k + len(a) else -1e9)  # fmt: skip
-    z = z[:, best : best + n]
-    return torch.nn.functional.pad(z, (0, n - z.shape[1]))
-
-
 def usage(ids: list[torch.Tensor], k: int) -> float:
     """Fewest distinct codes over the streams (ids ``[1, Q, t]`` per clip), as a fraction of K."""
     allids = torch.cat([i.reshape(i.shape[1], -1) for i in ids], dim=1)  # [Q, sum t]
@@ -136,7 +92,7 @@ def score(name: str, tok, clips: dict[int, list[torch.Tensor]], n_q: int | None,
     row = Row(name if n_q is None else f"{name} n_q={n_q}", rate, bits / 1000, float(np.mean(s)),
               float(np.mean(p)), float(np.mean(m)), usage(ids, tok.codebook_size))  # fmt: skip
     if with_opus:
-        ob = max(OPUS_FLOOR, int(round(bits)))
+        ob = opus_bitrate(bits)
         zs = [opus_roundtrip(x, rate, ob) for x in xs]
         row.opus_kbps = ob / 1000
         row.opus_si_snr = float(np.mean([si_snr(x, z) for x, z in zip(xs, zs, strict=True)]))

@@ -19,10 +19,9 @@ bundled image preset). Photos: the ``heldout`` rows of the manifest
   with N and ``1 - exp(-N / K)``, the usage a uniform code distribution would reach with N
   draws (the ceiling a reader should judge the measured usage against);
 - the same target crops through JPEG and WebP (Pillow; JPEG ``optimize``, WebP ``method=6``)
-  per photo at the highest quality whose whole file fits the token bits (binary search over
-  quality; exact when file size grows with quality, as it does for JPEG; for WebP, whose size
-  is not monotone, a quality that fits while the next one does not). Where even the lowest
-  quality is larger, the row says so and shows that size and quality;
+  per photo at the highest quality whose whole file fits the token bits (``mmtok.codecs``:
+  binary search over quality). Where even the lowest quality is larger, the row says so and
+  shows that size and quality;
 - encode throughput (``tok.encode``, 256x256 images/s at batch 1 and 16, 2 threads, median of
   3 runs after waiting for idle CPUs; ``load`` is the CPU share other processes used meanwhile).
 
@@ -34,11 +33,9 @@ tokenizer | JPEG | WebP at the same bits, for two held-out crops. Targets (issue
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,13 +44,14 @@ from common import machine_line, print_table, quiet_median_time, setup_threads, 
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from mmtok.codecs import IMAGE_CODECS, CodecResult, codec_at_bits, to_pil
+
 SIZE = 256  # side of the target crops and of the usage crops
 THREADS = 2
 SPEED_BATCHES = (1, 16)
 USAGE_TARGET = 0.90
 MIN_K = 4096  # usage target applies at K >= 4096
 PSNR_TARGETS = {8: 23.0, 16: 20.0}  # downsample factor -> PSNR target (dB)
-CODECS = {"JPEG": ((1, 100), {"optimize": True}), "WEBP": ((0, 100), {"method": 6})}
 MANIFEST = Path(__file__).resolve().parents[1] / "data" / "photos" / "manifest.jsonl"
 
 
@@ -64,67 +62,12 @@ def expected_usage(n: int, k: int) -> float:
     return 1.0 - math.exp(-n / k)
 
 
-def fit_quality(encode: Callable[[int], bytes], budget: int, lo: int, hi: int
-                ) -> tuple[int, bytes, bool]:  # fmt: skip
-    """Binary search for the highest quality in [lo, hi] whose ``encode(quality)`` has at most
-    ``budget`` bytes. Returns (quality, data, fits); when even ``lo`` is larger, (lo, its data,
-    False). Exact when the size never shrinks as quality grows."""
-    best = (lo, encode(lo))
-    if len(best[1]) > budget:
-        return best[0], best[1], False
-    while lo < hi:  # invariant: lo fits, everything above hi was found too large
-        mid = (lo + hi + 1) // 2
-        data = encode(mid)
-        if len(data) <= budget:
-            lo, best = mid, (mid, data)
-        else:
-            hi = mid - 1
-    return best[0], best[1], True
-
-
 def tiles(x: Tensor, size: int) -> list[Tensor]:
     """Every non-overlapping ``size`` x ``size`` crop of ``x [3, H, W]``, the grid centred."""
     h, w = x.shape[-2:]
     top, left = (h % size) // 2, (w % size) // 2
     rows, cols = range(top, h - size + 1, size), range(left, w - size + 1, size)
     return [x[:, i : i + size, j : j + size] for i in rows for j in cols]
-
-
-# --- codecs ---------------------------------------------------------------------------------
-def to_pil(x: Tensor) -> Image.Image:
-    from mmtok.image.io import to_uint8
-
-    return Image.fromarray(to_uint8(x).permute(1, 2, 0).numpy())
-
-
-def from_pil(im: Image.Image) -> Tensor:
-    import numpy as np
-
-    from mmtok.image.io import from_uint8
-
-    return from_uint8(torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1))
-
-
-@dataclass
-class CodecResult:
-    quality: int
-    bits: int
-    fits: bool
-    recon: Tensor  # [3, H, W] in [-1, 1]
-
-
-def codec_at_bits(x: Tensor, fmt: str, budget_bits: float) -> CodecResult:
-    """``x [3, H, W]`` through Pillow ``fmt`` at the highest quality that fits the bits."""
-    (lo, hi), options = CODECS[fmt]
-    im = to_pil(x)
-
-    def encode(quality: int) -> bytes:
-        buf = io.BytesIO()
-        im.save(buf, fmt, quality=quality, **options)
-        return buf.getvalue()
-
-    quality, data, fits = fit_quality(encode, int(budget_bits // 8), lo, hi)
-    return CodecResult(quality, 8 * len(data), fits, from_pil(Image.open(io.BytesIO(data))))
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -259,7 +202,7 @@ def score(label: str, tok, refs: list[Tensor], crops: list[Tensor], speed: bool 
     row.targets = target_verdicts(row)
     rows = [row]
     by_coder = {"tokenizer": [CodecResult(0, int(bits), True, y) for y in recons]}
-    for codec in CODECS:
+    for codec in IMAGE_CODECS:
         codec_line, by_coder[codec] = codec_row(codec, refs, row)
         rows.append(codec_line)
     return rows, by_coder

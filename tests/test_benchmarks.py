@@ -1,6 +1,6 @@
 """Smoke tests: the quantizer, image-quality and visual-quality benchmarks still run (tiny
-sizes, seconds), and the visual-quality benchmark's pure helpers (codec bit matching, expected
-uniform usage, usage crops) against brute force and closed forms.
+sizes, seconds), and the visual-quality benchmark's pure helpers (expected uniform usage, usage
+crops) against brute force and closed forms; the codec bit matching is in tests/test_codecs.py.
 
 Timings and quality numbers are not checked here, only that every building block runs and
 the tables come out with a verdict.
@@ -81,38 +81,6 @@ def _smooth_image(size: int = 48) -> torch.Tensor:
     base = torch.stack([ramp[:, None] * ramp[None, :], ramp[None, :].expand(size, size),
                         ramp[:, None].expand(size, size)])  # fmt: skip
     return (0.7 * base + 0.3 * torch.rand(3, size, size, generator=g) - 0.15).clamp(-1, 1)
-
-
-@pytest.mark.parametrize("budget_frac", [0.0, 0.2, 0.5, 0.9, 1.0])
-def test_jpeg_bit_matching_is_the_largest_fitting_quality(budget_frac):
-    import io
-
-    visual_quality = pytest.importorskip("visual_quality")
-    im = visual_quality.to_pil(_smooth_image())
-
-    def encode(quality: int) -> bytes:
-        buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=quality, optimize=True)
-        return buf.getvalue()
-
-    sizes = {q: len(encode(q)) for q in range(1, 101)}  # brute force over every quality
-    lo, hi = sizes[1], sizes[100]
-    budget = int(lo + budget_frac * (hi - lo))
-    quality, data, fits = visual_quality.fit_quality(encode, budget, 1, 100)
-    assert fits and len(data) <= budget and data == encode(quality)
-    assert quality == max(q for q, n in sizes.items() if n <= budget)
-    # a budget under the lowest quality's size: reported as not fitting, at the lowest quality
-    quality, data, fits = visual_quality.fit_quality(encode, lo - 1, 1, 100)
-    assert (quality, len(data), fits) == (1, lo, False)
-
-
-def test_bit_matching_on_a_step_size_curve():
-    """fit_quality against brute force on a monotone size curve with plateaus."""
-    visual_quality = pytest.importorskip("visual_quality")
-    sizes = {q: 100 + 10 * (q // 3) for q in range(0, 51)}
-    for budget in range(100, 280, 7):
-        quality, data, fits = visual_quality.fit_quality(lambda q: b"x" * sizes[q], budget, 0, 50)
-        assert fits and quality == max(q for q, n in sizes.items() if n <= budget)
 
 
 def test_expected_usage_matches_uniform_draws():
