@@ -2,8 +2,10 @@
 
 For each input: original vs reconstruction (images side by side, audio players and
 spectrograms, video frame strips and a playable MP4), the token grid, the codebook usage,
-bits, bitrate, compression ratio, PSNR / SI-SNR and encode/decode timing. With no files it
-runs on the small CC0 / CC-BY samples shipped in ``mmtok/assets/samples``.
+bits, bitrate, compression ratio, PSNR / SI-SNR / mel distance and encode/decode timing, the
+same file through the classical codec at the same bits (JPEG and WebP, Opus), and a sentence on
+what the tokenizer did, what the numbers mean and which doc page to read (``demo_notes``). With
+no files it runs on the small CC0 / CC-BY samples shipped in ``mmtok/assets/samples``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from mmtok import demo_plots
+from mmtok import demo_notes, demo_plots
 from mmtok.errors import InputError, MmtokError
 from mmtok.fileutil import atomic_path, make_dir
 from mmtok.media import (
@@ -29,7 +31,7 @@ from mmtok.media import (
     read_media,
     write_media,
 )
-from mmtok.metrics import psnr, si_snr
+from mmtok.metrics import mel_distance, psnr, si_snr
 
 SAMPLES = Path(__file__).parent / "assets" / "samples"
 RAW_BITS = {"image": 8, "video": 8, "audio": 16}  # bits per raw value of the original
@@ -43,6 +45,9 @@ class DemoResult:
     error: str = ""
     media: dict[str, str] = field(default_factory=dict)  # role -> file name in the out dir
     stats: dict[str, str] = field(default_factory=dict)
+    summary: str = ""  # what the tokenizer did to this file, one sentence
+    meaning: str = ""  # what the numbers mean and what good looks like
+    doc: str | None = None  # relative link to the modality's doc page beside the report
 
 
 def sample_files() -> list[Path]:
@@ -58,10 +63,26 @@ def _default_preset(modality: str) -> str:
     return name
 
 
-def _quality(modality: str, x: torch.Tensor, y: torch.Tensor) -> dict[str, str]:
-    if modality == "audio":
-        return {"SI-SNR": f"{si_snr(x, y):.2f} dB"}
+def _quality(tok: object, x: torch.Tensor, y: torch.Tensor) -> dict[str, str]:
+    if tok.modality == "audio":
+        return {"SI-SNR": f"{si_snr(x, y):.2f} dB",
+                "mel distance": f"{mel_distance(x, y, tok.sample_rate):.3f}"}  # fmt: skip
     return {"PSNR": f"{psnr(x, y):.2f} dB"}
+
+
+def _codec(tok: object, x: torch.Tensor, bits: float, secs: float | None) -> dict[str, str]:
+    """The classical codec rows at the tokens' bits (none for video yet)."""
+    if tok.modality == "image":
+        return demo_notes.image_codec_rows(x, bits)
+    if tok.modality == "audio" and secs:
+        return demo_notes.audio_codec_rows(x, tok.sample_rate, bits / secs / x.shape[1])
+    return {}
+
+
+def _explain(res: DemoResult, tok: object, x, ids, secs: float | None, out: Path) -> None:
+    res.summary = demo_notes.summary(tok, x, ids, secs)
+    res.meaning = demo_notes.meaning(tok.modality)
+    res.doc = demo_notes.doc_page(tok.modality, out)
 
 
 def _sizes(tok: object, x: torch.Tensor, ids: torch.Tensor, secs: float | None) -> dict:
@@ -117,13 +138,17 @@ def run_one(path: Path, out: Path, preset: str | None) -> DemoResult:
         write_media(out / res.media["original"], x, tok)
         write_media(out / res.media["reconstruction"], y, tok)
         secs = duration_s(x, MediaSpec.of(tok))
-        res.stats.update(_quality(res.modality, x, y))
+        y = y.clamp(-1, 1)
+        res.stats.update(_quality(tok, x, y))
+        bits = tokens.ids.numel() * math.log2(tok.codebook_size)
+        res.stats.update(_codec(tok, x, bits, secs))
         res.stats.update(_sizes(tok, x, tokens.ids, secs))
         res.stats["encode"] = f"{(t1 - t0) * 1000:,.1f} ms"
         res.stats["decode"] = f"{(t2 - t1) * 1000:,.1f} ms"
         if secs:
             res.stats["encode speed"] = f"{secs / (t1 - t0):,.1f}x real time"
         _figures(res, tok, x, y, tokens.ids, out, stem)
+        _explain(res, tok, x, tokens.ids, secs, out)
     except MmtokError as e:
         res.error = str(e)
     return res
@@ -148,6 +173,17 @@ def _media_html(res: DemoResult) -> str:
     return "".join(parts)
 
 
+def _notes_html(res: DemoResult) -> str:
+    """The section's sentence, what its numbers mean, and its doc page."""
+    page = f"docs/{res.modality}.md in the mmtok repository"
+    doc = (f'<a href="{html.escape(res.doc)}">{html.escape(page)}</a> (a copy sits beside '
+           "this report)" if res.doc else html.escape(page))  # fmt: skip
+    return (
+        f"<p class=summary>{html.escape(res.summary)}</p><p class=meaning>"
+        f"{html.escape(res.meaning)} More: {doc}.</p>"
+    )
+
+
 def render(results: list[DemoResult]) -> str:
     """The report page; every link is relative to the report's folder."""
     sections = []
@@ -159,10 +195,11 @@ def render(results: list[DemoResult]) -> str:
             continue
         rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                        for k, v in r.stats.items())  # fmt: skip
-        sections.append(f"{head}<table>{rows}</table><div class=media>{_media_html(r)}</div>")
+        sections.append(f"{head}{_notes_html(r)}<table>{rows}</table>"
+                        f"<div class=media>{_media_html(r)}</div>")  # fmt: skip
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}figure{display:inline-block;"
              "margin:6px;vertical-align:top}img{max-width:520px}th{text-align:left;padding-right:"
-             "1em}.err{color:#a00}")  # fmt: skip
+             "1em}.err{color:#a00}.meaning{color:#444;font-size:90%}")  # fmt: skip
     return (f"<!doctype html><html><head><meta charset=utf-8><title>mmtok demo</title>"
             f"<style>{style}</style></head><body><h1>mmtok demo</h1>{''.join(sections)}"
             "</body></html>")  # fmt: skip

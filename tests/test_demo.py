@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -9,8 +10,12 @@ import sys
 import pytest
 import torch
 
-from mmtok.demo import run_demo, sample_files
+from mmtok import codecs, demo_notes
+from mmtok.checkpoint import load_pretrained
+from mmtok.demo import SAMPLES, run_demo, run_one, sample_files
 from mmtok.image.tokenizer import image_tokenizer
+from mmtok.media import read_media
+from mmtok.metrics import mel_distance, psnr, si_snr
 from mmtok.presets import list_presets
 
 
@@ -53,3 +58,71 @@ def test_demo_cli_on_bundled_defaults(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "report:" in r.stdout
     _check_links(tmp_path / "d" / "report.html")
+
+
+def _token_bits(tok, x):
+    from mmtok.media import MediaSpec, duration_s
+
+    ids = tok.encode(x).ids
+    return ids.numel() * math.log2(tok.codebook_size), duration_s(x, MediaSpec.of(tok))
+
+
+@pytest.mark.skipif(not list_presets(), reason="no bundled presets yet")
+def test_image_codec_rows_come_from_mmtok_codecs(tmp_path):
+    """The JPEG / WebP rows of the bundled image are mmtok.codecs at the token bits, recomputed
+    here; a budget under the smallest file says so and names that file's bits."""
+    path = SAMPLES / "coffee.png"
+    res = run_one(path, tmp_path, None)
+    assert not res.error, res.error
+    tok = load_pretrained(res.preset)
+    x = read_media(path, tok)
+    bits, _ = _token_bits(tok, x)
+    for fmt, name in (("JPEG", "JPEG"), ("WEBP", "WebP")):
+        r = codecs.codec_at_bits(x[0], fmt, bits)
+        assert r.fits and r.bits <= bits
+        want = f"PSNR {psnr(x[0], r.recon):.2f} dB (quality {r.quality}, {r.bits:,} bits)"
+        assert res.stats[f"{name} at the same bits"] == want
+    assert "tokens of 12 bits" in res.summary and res.doc == "docs/image.md"
+    smallest = codecs.codec_at_bits(x[0], "JPEG", 64).bits
+    rows = demo_notes.image_codec_rows(x, 64)
+    assert rows["JPEG at the same bits"].startswith(
+        f"JPEG cannot go this small (smallest: {smallest:,} bits"
+    )
+
+
+@pytest.mark.skipif(not list_presets(), reason="no bundled presets yet")
+def test_audio_codec_rows_come_from_mmtok_codecs(tmp_path):
+    """The Opus row of the bundled audio is mmtok.codecs at the token bitrate per channel,
+    SI-SNR and mel distance recomputed here; under 6 kbit/s the row says Opus is at its floor."""
+    path = SAMPLES / "loop_amen.flac"
+    res = run_one(path, tmp_path, None)
+    assert not res.error, res.error
+    tok = load_pretrained(res.preset)
+    x = read_media(path, tok)
+    bits, secs = _token_bits(tok, x)
+    per_channel = bits / secs / x.shape[1]
+    z = codecs.opus_at_bitrate(x[0], tok.sample_rate, per_channel).recon[None]
+    row = res.stats["Opus at the same bitrate"]
+    assert row.startswith(f"SI-SNR {si_snr(x, z):.2f} dB, mel distance "
+                          f"{mel_distance(x, z, tok.sample_rate):.3f}")  # fmt: skip
+    assert f"({per_channel / 1000:.1f} kbit/s per channel)" in row
+    assert f"{per_channel / 1000:.1f} kbit/s per channel." in res.summary
+    assert "SI-SNR" in res.stats and "mel distance" in res.stats
+    low = demo_notes.audio_codec_rows(x[..., : tok.sample_rate // 2], tok.sample_rate, 3000.0)
+    ((label, text),) = low.items()
+    assert label == "Opus at its 6 kbit/s floor" and "(6.0 kbit/s per channel" in text
+
+
+def test_report_explains_each_section(tmp_path):
+    """Each section has its sentence, the meaning of its numbers and a working doc link."""
+    torch.manual_seed(0)
+    tok = image_tokenizer(downsample=4, hidden=8, latent_dim=8, codebook_size=32)
+    tok.train()
+    tok(torch.rand(2, 3, 32, 32) * 2 - 1)
+    tok.save_pretrained(tmp_path / "ck")
+    report = run_demo([SAMPLES / "coffee.png"], tmp_path / "out", preset=str(tmp_path / "ck"))
+    links = _check_links(report)
+    text = report.read_text()
+    assert "256x192 image -&gt; 48x64 grid x Q=1 = 3,072 tokens of 5 bits" in text
+    assert "higher is better" in text and "JPEG at the same bits" in text
+    assert "WebP at the same bits" in text and "docs/image.md" in links
