@@ -197,6 +197,20 @@ def cmd_prep(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_vocab_export(args: argparse.Namespace) -> None:
+    from mmtok.data.hf_export import export_vocab
+
+    if args.vocab and len(args.paths) != 1:
+        raise InputError(f"vocab export --vocab {args.vocab!r}: expected OUT_DIR only, got "
+                         f"{len(args.paths)} paths")  # fmt: skip
+    if not args.vocab and len(args.paths) != 2:
+        raise InputError("vocab export: expected DATASET_DIR OUT_DIR (or --vocab vocab.json "
+                         "OUT_DIR)")  # fmt: skip
+    vocab = args.vocab or str(Path(args.paths[0]) / "vocab.json")
+    out = export_vocab(vocab, args.paths[-1], args.text_tokenizer, args.overwrite)
+    print(f"{vocab} -> {out}/tokenizer.json")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from mmtok.demo import run_demo
 
@@ -300,6 +314,23 @@ def _add_prep(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=cmd_prep)
 
 
+def _add_vocab(sub: argparse._SubParsersAction) -> None:
+    v = sub.add_parser("vocab", help="a dataset's vocabulary: export it as a Hugging Face "
+                       "tokenizer")  # fmt: skip
+    vsub = v.add_subparsers(dest="vocab_command", required=True)
+    e = vsub.add_parser("export", help="DATASET_DIR OUT_DIR: a Hugging Face tokenizer (text "
+                        "tokenizer + specials + one token per media code) with the dataset's "
+                        "ids", formatter_class=_Help)  # fmt: skip
+    e.add_argument("paths", nargs="+", metavar="PATH", help="DATASET_DIR OUT_DIR: the prep "
+                   "output folder (holding vocab.json), then the output folder; with --vocab: "
+                   "OUT_DIR")  # fmt: skip
+    e.add_argument("--vocab", help="a vocab.json to export instead of DATASET_DIR's")
+    e.add_argument("--text-tokenizer", metavar="DIR", help="the dataset's text tokenizer "
+                   "folder (default: the path vocab.json records)")  # fmt: skip
+    e.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    e.set_defaults(func=cmd_vocab_export)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     dm = sub.add_parser("demo", help="tokenize sample media and write an HTML report",
                         formatter_class=_Help)  # fmt: skip
@@ -316,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmtok", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_encode, _add_decode, _add_info, _add_prep, _add_demo):
+    for add in (_add_encode, _add_decode, _add_info, _add_prep, _add_vocab, _add_demo):
         add(sub)
     t = sub.add_parser("train", help="train a tokenizer from a recipe", add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER)
