@@ -7,6 +7,9 @@ A checkpoint is a folder ``<out_dir>/checkpoints/step_<8 digits>/``::
     trainer.pt     step, data position (epoch, batch), per-step history, RNG states of every
                    rank (torch, numpy, python as tensors), world size
     recipe.yaml    the resolved recipe, for reading
+    discriminators.safetensors, discriminator_optimizer.pt
+                   only with an ``adversarial`` recipe section: the discriminators' weights
+                   and their optimizer state (as ``optimizer.pt``)
 
 It is written into a temporary folder ``.step_<8 digits>.<random>``, its files are flushed to
 disk (fsync), and it is renamed into place, so a crash (even SIGKILL mid-write or a node
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from mmtok.checkpoint import load_pretrained, save_pretrained
@@ -37,6 +41,7 @@ from mmtok.errors import CheckpointError
 
 MODEL_DIR, OPTIMIZER_NAME = "model", "optimizer.pt"
 TRAINER_NAME, RECIPE_NAME = "trainer.pt", "recipe.yaml"
+DISC_NAME, DISC_OPTIMIZER_NAME = "discriminators.safetensors", "discriminator_optimizer.pt"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 REQUIRED = (f"{MODEL_DIR}/config.json", f"{MODEL_DIR}/model.safetensors", OPTIMIZER_NAME,
             TRAINER_NAME, RECIPE_NAME)  # fmt: skip
@@ -125,9 +130,37 @@ def _fsync_tree(folder: Path) -> None:
         _fsync(path)
 
 
+@dataclass
+class DiscriminatorState:
+    """The discriminators being trained and their optimizer (saved and restored in place)."""
+
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+def _save_discriminators(folder: Path, disc: DiscriminatorState) -> None:
+    weights = {k: v.detach().cpu().contiguous() for k, v in disc.module.state_dict().items()}
+    save_file(weights, str(folder / DISC_NAME))
+    torch.save(disc.optimizer.state_dict(), folder / DISC_OPTIMIZER_NAME)
+
+
+def _load_discriminators(folder: Path, disc: DiscriminatorState) -> bool:
+    """Restore ``disc`` from ``folder``; False (nothing loaded) when it holds none."""
+    if not (folder / DISC_NAME).is_file():
+        return False
+    try:
+        disc.module.load_state_dict(load_file(str(folder / DISC_NAME)), strict=True)
+        disc.optimizer.load_state_dict(_torch_load(folder / DISC_OPTIMIZER_NAME))
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{str(folder)!r}: discriminator state does not fit the recipe's "
+                              f"adversarial section ({e})") from e  # fmt: skip
+    return True
+
+
 def save_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                     state: TrainState, rng: RngStates, recipe: dict[str, Any],
-                    keep: int) -> Path:  # fmt: skip
+                    keep: int,
+                    discriminators: DiscriminatorState | None = None) -> Path:  # fmt: skip
     """Write ``root/step_<step>`` atomically and delete all but the newest ``keep``."""
     root.mkdir(parents=True, exist_ok=True)
     target = step_dir(root, state.step)
@@ -135,6 +168,8 @@ def save_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     try:
         save_pretrained(model, tmp / MODEL_DIR)
         torch.save(optimizer.state_dict(), tmp / OPTIMIZER_NAME)
+        if discriminators is not None:
+            _save_discriminators(tmp, discriminators)
         trainer = {"step": state.step, "epoch": state.epoch, "batch": state.batch,
                    "history": state.history, "rng": rng, "world_size": len(rng)}  # fmt: skip
         torch.save(trainer, tmp / TRAINER_NAME)
@@ -174,10 +209,12 @@ def _torch_load(path: Path) -> Any:
 RngStates = list[dict[str, Tensor]]  # one rng_state() per rank
 
 
-def load_checkpoint(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
-) -> tuple[TrainState, RngStates]:
-    """Load weights, codebook buffers and optimizer state in place; (state, per-rank RNG)."""
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    discriminators: DiscriminatorState | None = None,
+                    ) -> tuple[TrainState, RngStates]:  # fmt: skip
+    """Load weights, codebook buffers and optimizer state in place; (state, per-rank RNG).
+    ``discriminators`` are restored too when the checkpoint holds them (a checkpoint of a
+    reconstruction-only run leaves them as built: adversarial fine-tuning of it)."""
     saved = load_pretrained(path / MODEL_DIR)  # checks the weights' sha256 and the config
     if to_spec(saved) != to_spec(model):
         raise CheckpointError(f"checkpoint {str(path)!r} holds a different model than the "
@@ -187,6 +224,8 @@ def load_checkpoint(
         optimizer.load_state_dict(_torch_load(path / OPTIMIZER_NAME))
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{str(path)!r}: optimizer state does not fit the model ({e})") from e
+    if discriminators is not None and not _load_discriminators(path, discriminators):
+        print(f"note: checkpoint {str(path)!r} holds no discriminators; they start fresh")
     t = _torch_load(path / TRAINER_NAME)
     history = {k: list(v) for k, v in t["history"].items()}
     state = TrainState(t["step"], t["epoch"], t["batch"], history)

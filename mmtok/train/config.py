@@ -7,6 +7,7 @@ checked: an unknown key or a value of the wrong type is a ConfigError naming the
 file (or "command line") that set it. The ``model`` section is ``modality`` plus the keyword
 arguments of that modality's factory (``mmtok.train.modalities.MODALITIES``), checked against
 the factory's signature. ``loss`` maps loss names (``mmtok.train.losses``) to weights.
+``adversarial`` (optional) adds discriminators (``mmtok.train.adversarial``).
 (DAC ``conf/`` is the model for small recipe diffs.)
 """
 
@@ -25,12 +26,13 @@ from typing import Any, Literal
 import yaml
 
 from mmtok.errors import ConfigError
+from mmtok.train.adversarial import AdversarialConfig
 from mmtok.train.data import DataConfig
 from mmtok.train.losses import available_losses
 from mmtok.train.modalities import MODALITIES
 
 CLI = "the command line"
-SECTIONS = ("model", "data", "train", "loss")
+SECTIONS = ("model", "data", "train", "loss", "adversarial")
 
 
 @dataclass
@@ -75,6 +77,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: dict[str, float] = field(default_factory=lambda: {"l1": 1.0, "quantizer": 1.0})
+    adversarial: AdversarialConfig | None = None  # None: reconstruction-only training
     description: str = ""
     name: str = "run"
     source: str = ""
@@ -93,6 +96,8 @@ class Config:
             "train": dataclasses.asdict(self.train),
             "loss": dict(self.loss),
         }
+        if self.adversarial is not None:
+            plain["adversarial"] = dataclasses.asdict(self.adversarial)
         return _plain(plain)
 
 
@@ -257,6 +262,15 @@ def _check_sequence(value: Any, tp: Any, key: str, source: str) -> Any:
     return tuple(items) if origin is tuple else items
 
 
+def _adversarial_section(raw: Any, modality: str, origins: Origins) -> AdversarialConfig | None:
+    """The ``adversarial`` section checked for ``modality``; None when absent or null."""
+    if raw is None:
+        return None
+    cfg = _section(AdversarialConfig, raw, "adversarial", origins)
+    cfg.check(modality, origins.get("adversarial", "defaults"))
+    return cfg
+
+
 def _section(cls: type, raw: Any, name: str, origins: Origins) -> Any:
     source = origins.get(name, "defaults")
     if not isinstance(raw, Mapping):
@@ -335,6 +349,7 @@ def build_config(raw: Mapping[str, Any], origins: Origins, name: str = "run",
         data=_section(DataConfig, raw.get("data", {}), "data", origins),
         train=_section(TrainConfig, raw.get("train", {}), "train", origins),
         loss=_loss_section(raw.get("loss", Config().loss), model.modality, origins),
+        adversarial=_adversarial_section(raw.get("adversarial"), model.modality, origins),
         description=check_type(raw.get("description", ""), str, "description",
                                origins.get("description", source)),
         name=name, source=source,

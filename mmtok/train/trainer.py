@@ -6,9 +6,11 @@ Each step: every rank takes its b samples of the global batch (BatchPlan), runs 
 backpropagates the weighted losses; DDP averages the gradients (so every rank applies the same
 AdamW update) and the quantizer all-reduces its codebook statistics itself, so parameters and
 codebook buffers stay identical on every rank without broadcasting buffers. Rank 0 alone logs,
-evaluates, checkpoints and writes the final model. Resume restores weights, codebook buffers,
-optimizer, RNG states of every rank, the data position and the step: the continued loss curve
-equals the uninterrupted one.
+evaluates, checkpoints and writes the final model. With an ``adversarial`` recipe section an
+``Adversary`` (mmtok.train.adversarial) updates its discriminators each step and adds its
+terms to the loss. Resume restores weights, codebook buffers, optimizer, discriminators, RNG
+states of every rank, the data position and the step: the continued loss curve equals the
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from mmtok.errors import CheckpointError, ConfigError
 from mmtok.metrics import psnr
 from mmtok.tokenizer import eval_mode, state_digest
 from mmtok.train import checkpoints as ckpt
+from mmtok.train.adversarial import Adversary
 from mmtok.train.config import Config
 from mmtok.train.data import BatchPlan, iterate_batches
-from mmtok.train.losses import TrainingLoss
+from mmtok.train.losses import LossOutput, TrainingLoss
 from mmtok.train.modalities import MODALITIES, build_model
 from mmtok.train.report import RunLog, plot_losses, plot_usage
 
@@ -145,6 +148,9 @@ class Trainer:
         self.loss = TrainingLoss(cfg.loss, self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas,
                                            weight_decay=t.weight_decay)  # fmt: skip
+        self.adversary = None  # discriminators + their optimizer, with an adversarial section
+        if cfg.adversarial is not None:
+            self.adversary = Adversary(cfg.adversarial, self.model, self.dist.device)
         self.dataset = self.modality.train_set(cfg.data, t.seed, self.spec)
         self.plan = BatchPlan(len(self.dataset), cfg.data.batch_size // self.dist.world,
                               self.dist.world, self.dist.rank, t.seed)  # fmt: skip
@@ -184,7 +190,8 @@ class Trainer:
             path = Path(resume)
             if not path.is_dir():
                 raise CheckpointError(f"--resume: checkpoint folder {str(path)!r} does not exist")
-        self.state, rng = ckpt.load_checkpoint(path, self.model, self.optimizer)
+        self.state, rng = ckpt.load_checkpoint(path, self.model, self.optimizer,
+                                               self._discriminator_state())  # fmt: skip
         if len(rng) != self.dist.world and self.dist.main:
             print(f"note: checkpoint written by {len(rng)} processes, resuming with "
                   f"{self.dist.world}: same global batches, equal up to rounding")  # fmt: skip
@@ -211,8 +218,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
-        out = self.net(x.to(self.dist.device))
-        losses = self.loss(x.to(self.dist.device), out)
+        x = x.to(self.dist.device)
+        out = self.net(x)
+        losses = self._with_adversarial(x, out.recon, self.loss(x, out))
         self.optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         clip = self.cfg.train.grad_clip or float("inf")
@@ -222,6 +230,20 @@ class Trainer:
         local = torch.stack([losses.total.detach(), *(v.detach() for v in losses.terms.values())])
         values = dict(zip(names, self.dist.mean(local.float().cpu()).tolist(), strict=True))
         return {**values, **out.quant.metrics, "lr": lr, "grad_norm": float(grad_norm)}
+
+    def _with_adversarial(self, x: Tensor, recon: Tensor, losses: LossOutput) -> LossOutput:
+        """``losses`` plus, from ``adversarial.start_step`` on, a discriminator update and the
+        generator's adversarial + feature-matching terms (logged as ``adv_*``)."""
+        if self.adversary is None or not self.adversary.active(self.state.step):
+            return losses
+        d_terms = self.adversary.step(x, recon)
+        g_total, g_terms = self.adversary.generator_loss(x, recon)
+        return LossOutput(losses.total + g_total, {**losses.terms, **g_terms, **d_terms})
+
+    def _discriminator_state(self) -> ckpt.DiscriminatorState | None:
+        if self.adversary is None:
+            return None
+        return ckpt.DiscriminatorState(self.adversary.discriminator, self.adversary.optimizer)
 
     # --- evaluation ----------------------------------------------------------------------
     @torch.no_grad()
@@ -255,7 +277,8 @@ class Trainer:
         if self.dist.main:
             path = ckpt.save_checkpoint(self.out_dir / "checkpoints", self.model, self.optimizer,
                                         self.state, rng, self.cfg.to_dict(),
-                                        self.cfg.train.keep_checkpoints)  # fmt: skip
+                                        self.cfg.train.keep_checkpoints,
+                                        self._discriminator_state())  # fmt: skip
         self.dist.barrier()
         return path
 
