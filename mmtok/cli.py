@@ -1,4 +1,4 @@
-"""``mmtok`` command line: encode, decode, info, train, prep, demo.
+"""``mmtok`` command line: encode, decode, info, train, prep, vocab export, decode-row, demo.
 
 Every MmtokError becomes one line on stderr and exit code 2; never a traceback. encode and
 decode with several files report each bad file, go on, and exit 1 if any failed. No output
@@ -211,11 +211,33 @@ def cmd_vocab_export(args: argparse.Namespace) -> None:
     print(f"{vocab} -> {out}/tokenizer.json")
 
 
+def cmd_decode_row(args: argparse.Namespace) -> None:
+    from mmtok.data.row_files import write_row
+
+    written = write_row(args.shard, args.index, args.output, args.vocab, args.text_tokenizer,
+                        args.overwrite)  # fmt: skip
+    print(f"{args.shard} row {args.index} -> " + " ".join(str(p) for p in written))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from mmtok.demo import run_demo
 
     report = run_demo(args.files, args.output, args.preset)
     print(f"report: {report.resolve()}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from mmtok.evaluate import evaluate, table, write_json
+
+    rows, failures = evaluate(args.tokenizers, args.data, args.limit, args.codec)
+    for path, err in failures:
+        print(f"mmtok eval: skipped {path}: {err}", file=sys.stderr)
+    print(table(rows))
+    if args.out:
+        out = make_dir(args.out, "eval output folder") / "eval.json"
+        write_json(out, rows, failures)
+        print(f"json: {out}")
+    return 1 if failures else 0
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -331,6 +353,19 @@ def _add_vocab(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_vocab_export)
 
 
+def _add_decode_row(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("decode-row", help="one shard row -> its text (.txt) and media files",
+                       formatter_class=_Help)  # fmt: skip
+    d.add_argument("shard", help="a prep shard (.parquet, .tar, or Megatron .idx)")
+    d.add_argument("--index", type=int, required=True, help="row number in the shard, from 0")
+    d.add_argument("-o", "--output", required=True, help="output folder")
+    d.add_argument("--vocab", help="the dataset's vocab.json (default: the one beside SHARD)")
+    d.add_argument("--text-tokenizer", metavar="DIR", help="the dataset's text tokenizer "
+                   "folder (default: the path vocab.json records)")  # fmt: skip
+    d.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    d.set_defaults(func=cmd_decode_row)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     dm = sub.add_parser("demo", help="tokenize sample media and write an HTML report",
                         formatter_class=_Help)  # fmt: skip
@@ -341,13 +376,27 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     dm.set_defaults(func=cmd_demo)
 
 
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="score tokenizers side by side on a folder or manifest",
+                        formatter_class=_Help)  # fmt: skip
+    ev.add_argument("tokenizers", nargs="+", help=f"presets ({_presets()}) or checkpoint folders")
+    ev.add_argument("--data", required=True, help="media folder or .jsonl manifest")
+    ev.add_argument("--limit", type=int, help="at most this many files per tokenizer")
+    ev.add_argument("--codec", action="store_true",
+                    help="add JPEG/WebP (images) or Opus (audio) at the same bits")  # fmt: skip
+    ev.add_argument("--out", help="folder for eval.json")
+    ev.set_defaults(func=cmd_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mmtok import __version__
 
     p = argparse.ArgumentParser(prog="mmtok", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_encode, _add_decode, _add_info, _add_prep, _add_vocab, _add_demo):
+    adders = (_add_encode, _add_decode, _add_info, _add_prep, _add_vocab, _add_decode_row,
+              _add_demo)  # fmt: skip
+    for add in adders:
         add(sub)
     t = sub.add_parser("train", help="train a tokenizer from a recipe", add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER)
