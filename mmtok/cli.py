@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     adders = (_add_encode, _add_decode, _add_info, _add_prep, _add_vocab, _add_decode_row,
-              _add_demo)  # fmt: skip
+              _add_demo, _add_eval)  # fmt: skip
     for add in adders:
         add(sub)
     t = sub.add_parser("train", help="train a tokenizer from a recipe", add_help=False)
