@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.gen_media import smooth_image
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
@@ -74,15 +76,6 @@ def test_image_quality_benchmark_runs(tmp_path, capsys):
     assert f"{mean_usage:.1%}" in rows[0] and " / " in rows[0][4]
 
 
-def _smooth_image(size: int = 48) -> torch.Tensor:
-    """A generated photo-like image ``[3, size, size]`` in [-1, 1]: gradients plus noise."""
-    g = torch.Generator().manual_seed(0)
-    ramp = torch.linspace(-1, 1, size)
-    base = torch.stack([ramp[:, None] * ramp[None, :], ramp[None, :].expand(size, size),
-                        ramp[:, None].expand(size, size)])  # fmt: skip
-    return (0.7 * base + 0.3 * torch.rand(3, size, size, generator=g) - 0.15).clamp(-1, 1)
-
-
 def test_expected_usage_matches_uniform_draws():
     visual_quality = pytest.importorskip("visual_quality")
     assert visual_quality.expected_usage(0, 16384) == 0.0
@@ -112,8 +105,8 @@ def test_visual_quality_rows_and_figure(tmp_path):
     tok = image_tokenizer(downsample=8, hidden=8, latent_dim=8, codebook_size=16)
     tok.train()
     refs = [
-        visual_quality.eight_bit(_smooth_image(64)),
-        visual_quality.eight_bit(-_smooth_image(64)),
+        visual_quality.eight_bit(smooth_image(64)),
+        visual_quality.eight_bit(-smooth_image(64)),
     ]
     tok(torch.stack(refs))  # one training forward initialises the codebook
     rows, recons = visual_quality.score("tiny", tok, refs, refs, speed=False)

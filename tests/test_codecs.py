@@ -13,15 +13,7 @@ import torch
 from mmtok import codecs
 from mmtok.errors import InputError
 from mmtok.metrics import psnr, si_snr
-
-
-def _smooth_image(size: int = 48) -> torch.Tensor:
-    """A generated photo-like image ``[3, size, size]`` in [-1, 1]: gradients plus noise."""
-    g = torch.Generator().manual_seed(0)
-    ramp = torch.linspace(-1, 1, size)
-    base = torch.stack([ramp[:, None] * ramp[None, :], ramp[None, :].expand(size, size),
-                        ramp[:, None].expand(size, size)])  # fmt: skip
-    return (0.7 * base + 0.3 * torch.rand(3, size, size, generator=g) - 0.15).clamp(-1, 1)
+from tests.gen_media import smooth_image
 
 
 def _jpeg_sizes(x: torch.Tensor) -> dict[int, bytes]:
@@ -37,7 +29,7 @@ def _jpeg_sizes(x: torch.Tensor) -> dict[int, bytes]:
 
 @pytest.mark.parametrize("budget_frac", [0.0, 0.2, 0.5, 0.9, 1.0])
 def test_jpeg_bit_matching_is_the_largest_fitting_quality(budget_frac):
-    x = _smooth_image()
+    x = smooth_image()
     files = _jpeg_sizes(x)
     lo, hi = len(files[1]), len(files[100])
     budget = int(lo + budget_frac * (hi - lo))
@@ -63,7 +55,7 @@ def test_fit_quality_on_a_step_size_curve():
 
 
 def test_webp_fits_and_the_next_quality_does_not():
-    x = _smooth_image(64)
+    x = smooth_image(64)
     encode = codecs.image_encoder(x, "WEBP")
     budget = (len(encode(0)) + len(encode(100))) // 2
     r = codecs.codec_at_bits(x, "WEBP", 8 * budget)
@@ -74,7 +66,7 @@ def test_webp_fits_and_the_next_quality_does_not():
 
 def test_unknown_image_codec_is_a_typed_error():
     with pytest.raises(InputError, match="PNG"):
-        codecs.codec_at_bits(_smooth_image(), "PNG", 1e5)
+        codecs.codec_at_bits(smooth_image(), "PNG", 1e5)
 
 
 def _tone(rate: int, seconds: float, hz: float = 440.0) -> torch.Tensor:
