@@ -42,6 +42,9 @@ def token_grid(ids: Tensor, codebook_size: int, path: str | os.PathLike) -> None
                    interpolation="nearest")  # fmt: skip
     fig.colorbar(im, ax=ax, label="token id")
     ax.set_title(f"token ids, grid {list(ids.shape[1:])}, Q={ids.shape[0]}")
+    if ids.dim() == 2:  # audio: rows are code streams, columns token frames
+        ax.set_yticks(range(grid.shape[0]), [f"stream {q}" for q in range(grid.shape[0])])
+        ax.set_xlabel("token frame")
     _save(fig, path)
 
 
@@ -71,10 +74,13 @@ def spectrograms(x: Tensor, y: Tensor, sample_rate: int, path: str | os.PathLike
 def frame_strip(x: Tensor, y: Tensor, path: str | os.PathLike, n: int = 8) -> None:
     """Video ``[3, T, H, W]``: n evenly spaced frames, original over reconstruction."""
     idx = np.linspace(0, x.shape[1] - 1, min(n, x.shape[1])).round().astype(int)
-    fig, axes = plt.subplots(2, len(idx), figsize=(1.6 * len(idx), 3.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(idx), figsize=(2.4 * len(idx), 5.2), squeeze=False)
     for j, t in enumerate(idx):
         for i, v in enumerate((x, y)):
             axes[i, j].imshow(_img(v[:, t]))
-            axes[i, j].axis("off")
-        axes[0, j].set_title(f"t={t}", fontsize=8)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[0, j].set_title(f"frame {t}", fontsize=10)
+    for i, label in enumerate(("original", "reconstruction")):
+        axes[i, 0].set_ylabel(label, fontsize=11)
     _save(fig, path)
