@@ -149,6 +149,8 @@ def run_one(path: Path, out: Path, preset: str | None) -> DemoResult:
             res.stats["encode speed"] = f"{secs / (t1 - t0):,.1f}x real time"
         _figures(res, tok, x, y, tokens.ids, out, stem)
         _explain(res, tok, x, tokens.ids, secs, out)
+        note = demo_notes.source_note(path, tok, x)
+        res.summary = f"{res.summary} {note}".strip()
     except MmtokError as e:
         res.error = str(e)
     return res

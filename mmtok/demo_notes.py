@@ -110,3 +110,31 @@ def audio_codec_rows(x: Tensor, sample_rate: int, bits_per_s: float) -> dict[str
     if r.clamped == "ceiling":
         return {f"Opus at its {codecs.OPUS_CEILING // 1000} kbit/s ceiling": f"{scores} ({kbps})"}
     return {"Opus at the same bitrate": f"{scores} ({kbps})"}
+
+
+def source_note(path: Path, tok: object, x: Tensor) -> str:
+    """A sentence when the tokenizer's input differs from the file (audio resampled or mixed
+    down, video re-timed or resized), so the reader knows the players show what was coded;
+    "" when the input is the file as stored."""
+    changes = []
+    if tok.modality == "audio":
+        from mmtok.audio.io import audio_info
+
+        info = audio_info(path)
+        if info["sample_rate"] != tok.sample_rate:
+            changes.append(f"resampled from {info['sample_rate']} Hz to {tok.sample_rate} Hz")
+        if info["channels"] != x.shape[1]:
+            changes.append(f"mixed from {info['channels']} channels to {x.shape[1]}")
+    elif tok.modality == "video":
+        from mmtok.video.io import video_info
+
+        info = video_info(path)
+        if abs(info.fps - tok.fps) > 1e-3:
+            changes.append(f"re-timed from {info.fps:g} fps to {tok.fps:g} fps")
+        if (info.height, info.width) != tuple(x.shape[-2:]):
+            changes.append(f"resized from {info.width}x{info.height} to "
+                           f"{x.shape[-1]}x{x.shape[-2]}")  # fmt: skip
+    if not changes:
+        return ""
+    return (f"Before tokenizing, the original was {' and '.join(changes)}; the players and "
+            "numbers compare against that version.")

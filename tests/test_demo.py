@@ -126,3 +126,22 @@ def test_report_explains_each_section(tmp_path):
     assert "256x192 image -&gt; 48x64 grid x Q=1 = 3,072 tokens of 5 bits" in text
     assert "higher is better" in text and "JPEG at the same bits" in text
     assert "WebP at the same bits" in text and "docs/image.md" in links
+
+
+def test_summary_says_when_the_original_was_resampled(tmp_path):
+    """The bundled loop is a 22.05 kHz file: through the 44.1 kHz default the report says it
+    was resampled (and from which rate); through a 22.05 kHz preset it says nothing."""
+    import soundfile as sf
+
+    path = SAMPLES / "loop_amen.flac"
+    rate = sf.info(path).samplerate
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    res = run_one(path, tmp_path / "a", "music44-hop32")
+    assert f"resampled from {rate} Hz to 44100 Hz" in res.summary, res.summary
+    res = run_one(path, tmp_path / "b", "audio-hop32")
+    assert rate == 22050 and "resampled" not in res.summary and not res.error
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, sf.read(path)[0][:, None].repeat(2, axis=1), rate)
+    res = run_one(stereo, tmp_path / "c", "audio-hop32")  # the demo codes the mono mix
+    assert "mixed from 2 channels to 1" in res.summary and "resampled" not in res.summary
