@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -68,12 +69,13 @@ def from_pil(im: Image.Image) -> Tensor:
 
 @dataclass
 class CodecResult:
-    """One image through a codec: the quality used, the file's bits, whether it fit the budget."""
+    """One image (or clip) through a codec: the quality used, the file's bits, whether it fit
+    the budget, and the decoded result."""
 
     quality: int
     bits: int
     fits: bool
-    recon: Tensor  # [3, H, W] in [-1, 1]
+    recon: Tensor  # [3, H, W] (clip: [3, T, H, W]) in [-1, 1]
 
 
 def image_encoder(x: Tensor, fmt: str) -> Callable[[int], bytes]:
@@ -98,6 +100,62 @@ def codec_at_bits(x: Tensor, fmt: str, budget_bits: float) -> CodecResult:
     lo, hi = IMAGE_CODECS[fmt][0]
     quality, data, fits = fit_quality(encode, int(budget_bits // 8), lo, hi)
     return CodecResult(quality, 8 * len(data), fits, from_pil(Image.open(io.BytesIO(data))))
+
+
+# --- video ----------------------------------------------------------------------------------
+H264_CRF = (0, 51)  # libx264's CRF range: 0 is the best quality, 51 the smallest file
+
+
+def h264_encoder(x: Tensor, fps: float) -> Callable[[int], bytes]:
+    """``quality -> MP4 bytes`` of clip ``x [3, T, H, W]`` in [-1, 1] through libx264 (yuv420p,
+    ``preset medium``, one thread so the bytes are reproducible); quality = 51 - CRF, so a
+    higher quality is a larger file, as ``fit_quality`` expects. H and W must be even."""
+    import av
+
+    from mmtok.image.io import to_uint8
+
+    frames = to_uint8(x.transpose(0, 1)).permute(0, 2, 3, 1).numpy()  # [T, H, W, 3] uint8
+    if frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise InputError(f"h264: frames must have even height and width, got {frames.shape[1:3]}")
+    rate = Fraction(fps).limit_denominator(1001)
+
+    def encode(quality: int) -> bytes:
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="mp4") as out:
+            stream = out.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = (
+                frames.shape[2],
+                frames.shape[1],
+                "yuv420p",
+            )
+            stream.options = {"crf": str(H264_CRF[1] - quality), "preset": "medium",
+                              "threads": "1"}  # one thread: the same bytes every run
+            for a in frames:
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(a, format="rgb24")))
+            out.mux(stream.encode(None))
+        return buf.getvalue()
+
+    return encode
+
+
+def h264_decode(data: bytes) -> Tensor:
+    """MP4 bytes -> ``[3, T, H, W]`` in [-1, 1]."""
+    import av
+
+    from mmtok.image.io import from_uint8
+
+    with av.open(io.BytesIO(data)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    return from_uint8(torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2))
+
+
+def h264_at_bits(x: Tensor, fps: float, budget_bits: float) -> CodecResult:
+    """Clip ``x [3, T, H, W]`` through H.264 at the best CRF whose MP4 file (container
+    included) fits ``budget_bits``; when none does, CRF 51 (``fits`` False). ``quality`` is
+    51 - CRF."""
+    quality, data, fits = fit_quality(h264_encoder(x, fps), int(budget_bits // 8), 0,
+                                      H264_CRF[1] - H264_CRF[0])  # fmt: skip
+    return CodecResult(quality, 8 * len(data), fits, h264_decode(data))
 
 
 # --- audio ----------------------------------------------------------------------------------

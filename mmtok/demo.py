@@ -71,9 +71,11 @@ def _quality(tok: object, x: torch.Tensor, y: torch.Tensor) -> dict[str, str]:
 
 
 def _codec(tok: object, x: torch.Tensor, bits: float, secs: float | None) -> dict[str, str]:
-    """The classical codec rows at the tokens' bits (none for video yet)."""
+    """The classical codec rows at the tokens' bits: JPEG / WebP, Opus, H.264."""
     if tok.modality == "image":
         return demo_notes.image_codec_rows(x, bits)
+    if tok.modality == "video":
+        return demo_notes.video_codec_rows(x, tok.fps, bits)
     if tok.modality == "audio" and secs:
         return demo_notes.audio_codec_rows(x, tok.sample_rate, bits / secs / x.shape[1])
     return {}

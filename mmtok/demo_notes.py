@@ -95,6 +95,17 @@ def image_codec_rows(x: Tensor, bits: float) -> dict[str, str]:
     return rows
 
 
+def video_codec_rows(x: Tensor, fps: float, bits: float) -> dict[str, str]:
+    """``x [1, 3, T, H, W]`` through H.264 (libx264, MP4) at ``bits``: a report row with PSNR."""
+    r = codecs.h264_at_bits(x[0], fps, bits)
+    p = psnr(x[0], r.recon)
+    crf = codecs.H264_CRF[1] - r.quality
+    return {"H.264 at the same bits": (
+        f"PSNR {p:.2f} dB (CRF {crf}, {r.bits:,} bits)" if r.fits else
+        f"H.264 cannot go this small (smallest: {r.bits:,} bits at CRF {crf}, PSNR {p:.2f} dB)"
+    )}  # fmt: skip
+
+
 def audio_codec_rows(x: Tensor, sample_rate: int, bits_per_s: float) -> dict[str, str]:
     """``x [1, C, T]`` through Opus at ``bits_per_s`` per channel (its 6 kbit/s floor when
     lower, said so): report rows with SI-SNR and mel distance."""

@@ -103,3 +103,27 @@ def test_opus_codes_each_channel_and_clamps_to_its_range():
         codecs.opus_roundtrip(x, rate, 1000)
     with pytest.raises(InputError, match=r"\[C, T\]"):
         codecs.opus_roundtrip(x[0], rate, 64000)
+
+
+def _moving_clip(frames: int = 8, size: int = 32) -> torch.Tensor:
+    """``[3, T, H, W]`` in [-1, 1]: the smooth test image panning one pixel per frame."""
+    image = smooth_image(size + frames)
+    return torch.stack([image[:, :size, t : t + size] for t in range(frames)], dim=1)
+
+
+def test_h264_at_bits_is_the_best_fitting_crf():
+    """Checked against trying every CRF: the chosen file fits, is the best quality that does,
+    and its decode is the clip's shape; more bits give a higher PSNR."""
+    clip = _moving_clip()
+    encode = codecs.h264_encoder(clip, 12.0)
+    sizes = {q: 8 * len(encode(q)) for q in range(0, 52)}
+    budget = sorted(sizes.values())[len(sizes) // 2]
+    r = codecs.h264_at_bits(clip, 12.0, budget)
+    fitting = [q for q, bits in sizes.items() if bits <= budget]
+    assert r.fits and r.bits <= budget and r.quality == max(fitting)
+    assert r.recon.shape == clip.shape
+    small = codecs.h264_at_bits(clip, 12.0, min(sizes.values()))
+    assert psnr(clip, r.recon) > psnr(clip, small.recon)
+    assert not codecs.h264_at_bits(clip, 12.0, 100).fits  # smaller than any MP4 file
+    with pytest.raises(InputError, match="even"):
+        codecs.h264_encoder(clip[:, :, :31], 12.0)

@@ -113,6 +113,20 @@ def test_audio_codec_rows_come_from_mmtok_codecs(tmp_path):
     assert label == "Opus at its 6 kbit/s floor" and "(6.0 kbit/s per channel" in text
 
 
+def test_video_codec_row_comes_from_mmtok_codecs(tmp_path):
+    """The H.264 row of the bundled clip is mmtok.codecs at the token bits, PSNR recomputed."""
+    path = SAMPLES / "bigbuckbunny.mp4"
+    res = run_one(path, tmp_path, None)
+    assert not res.error, res.error
+    tok = load_pretrained(res.preset)
+    x = read_media(path, tok)
+    bits, _ = _token_bits(tok, x)
+    r = codecs.h264_at_bits(x[0], tok.fps, bits)
+    row = res.stats["H.264 at the same bits"]
+    assert r.fits and row == (f"PSNR {psnr(x[0], r.recon):.2f} dB (CRF "
+                              f"{codecs.H264_CRF[1] - r.quality}, {r.bits:,} bits)")  # fmt: skip
+
+
 def test_report_explains_each_section(tmp_path):
     """Each section has its sentence, the meaning of its numbers and a working doc link."""
     torch.manual_seed(0)
