@@ -128,8 +128,8 @@ def h264_encoder(x: Tensor, fps: float) -> Callable[[int], bytes]:
                 frames.shape[1],
                 "yuv420p",
             )
-            stream.options = {"crf": str(H264_CRF[1] - quality), "preset": "medium",
-                              "threads": "1"}  # one thread: the same bytes every run
+            stream.options = {"crf": str(H264_CRF[1] - quality), "preset": "medium"}
+            stream.codec_context.thread_count = 1  # one thread: the same bytes every run
             for a in frames:
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(a, format="rgb24")))
             out.mux(stream.encode(None))
